@@ -1,0 +1,1 @@
+"""Subcommands of the `replan` CLI, one module each."""
