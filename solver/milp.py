@@ -1,0 +1,214 @@
+"""The placement MILP in pyomo: an integer count per replica configuration, solved by HiGHS.
+
+Figures are sums over replicas, so with configurations enumerated (`solver.replicas`) every
+plan figure is linear in the counts. One model serves every strategy: the objective is
+`cost_weight * cost - throughput_weight * throughput + gpu_weight * gpus` with mutable
+weights, so Dinkelbach and the iterative loop re-solve the same persistent model and only
+parameters change.
+
+Scaling (HiGHS drops coefficients below 1e-9): cost in USD/hour, throughput in
+thousands of tokens/s, so coefficients stay within about [1e-3, 1e5].
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import pyomo.environ as pyo
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+from pyomo.contrib.solver.solvers.highs import Highs
+
+from solver.replicas import ReplicaConfig
+from solver.scenario import Scenario
+
+KTOKENS = 1000.0  # tokens/s per model throughput unit
+
+
+@dataclass(frozen=True)
+class MilpResult:
+    status: str  # optimal | feasible | infeasible
+    counts: dict[int, int]  # configuration index -> replicas
+    objective: float | None
+    bound: float | None
+    seconds: float
+
+    @property
+    def mip_gap(self) -> float | None:
+        if self.objective is None or self.bound is None:
+            return None
+        return abs(self.objective - self.bound) / max(1e-9, abs(self.objective))
+
+
+class PlacementMilp:
+    """The configuration MILP of one scenario, built once and re-solved with new weights."""
+
+    def __init__(self, scenario: Scenario, configs: list[ReplicaConfig]) -> None:
+        self.scenario = scenario
+        self.configs = configs
+        started = time.perf_counter()
+        self.model = build_model(scenario, configs)
+        self.build_seconds = time.perf_counter() - started
+        self.solver = Highs()
+        self.solver.config.auto_updates.check_for_new_or_removed_vars = False
+        self.solver.config.auto_updates.update_vars = False
+        self.solver.config.auto_updates.update_named_expressions = False
+        self.solver.config.solver_options = {"output_flag": False, "log_to_console": False}
+        self.solves = 0
+
+    def solve(
+        self,
+        *,
+        cost_weight: float = 0.0,
+        throughput_weight: float = 0.0,
+        gpu_weight: float = 0.0,
+        budget_per_hour: float | None = None,
+        max_ratio: float | None = None,
+        max_cost_per_hour: float | None = None,
+    ) -> MilpResult:
+        """Minimise the weighted objective under the scenario's and the given extra limits."""
+        m = self.model
+        m.cost_weight.value = cost_weight
+        m.throughput_weight.value = throughput_weight
+        m.gpu_weight.value = gpu_weight
+        budget = _min_defined(self.scenario.solver.budget_per_hour, budget_per_hour)
+        _set_limit(m.budget, m.budget_per_hour, budget)
+        _set_limit(m.ratio_cap, m.max_ratio, max_ratio)
+        _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
+        options = self.scenario.solver
+        started = time.perf_counter()
+        results = self.solver.solve(
+            m,
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
+            rel_gap=options.mip_rel_gap if options.mip_rel_gap is not None else 0.0,
+            abs_gap=1e-9,
+            time_limit=options.time_limit_s,
+        )
+        seconds = time.perf_counter() - started
+        self.solves += 1
+        if results.solution_status not in (SolutionStatus.optimal, SolutionStatus.feasible):
+            return MilpResult("infeasible", {}, None, None, seconds)
+        results.solution_loader.load_vars()
+        counts = {
+            index: round(pyo.value(var))
+            for index, var in m.replicas.items()
+            if pyo.value(var) > 0.5
+        }
+        proven = results.termination_condition == TerminationCondition.convergenceCriteriaSatisfied
+        return MilpResult(
+            "optimal" if proven else "feasible",
+            counts,
+            results.incumbent_objective,
+            results.objective_bound,
+            seconds,
+        )
+
+    def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
+        """(tokens_per_s, cost_per_hour, gpus) of a mix of configurations."""
+        tokens = sum(self.configs[i].tokens_per_s * n for i, n in counts.items())
+        cost = sum(self.configs[i].cost_per_hour * n for i, n in counts.items())
+        gpus = sum(self.configs[i].gpus * n for i, n in counts.items())
+        return tokens, cost, gpus
+
+
+def _min_defined(*values: float | None) -> float | None:
+    defined = [v for v in values if v is not None]
+    return min(defined) if defined else None
+
+
+def _set_limit(constraint: pyo.Constraint, param: pyo.Param, value: float | None) -> None:
+    if value is None:
+        constraint.deactivate()
+    else:
+        param.value = value
+        constraint.activate()
+
+
+def build_model(scenario: Scenario, configs: list[ReplicaConfig]) -> pyo.ConcreteModel:
+    """The recipe: counts, availability, demand, budget, at least one replica, objective."""
+    m = pyo.ConcreteModel(name="placement")
+    define_replica_counts(m, scenario, configs)
+    define_figures(m, configs)
+    define_availability(m, scenario, configs)
+    define_demand(m, scenario)
+    define_limits(m)
+    define_objective(m)
+    return m
+
+
+def define_replica_counts(
+    m: pyo.ConcreteModel, scenario: Scenario, configs: list[ReplicaConfig]
+) -> None:
+    """replicas[c]: how many replicas of configuration c, bounded by each pool it uses."""
+    m.CONFIGS = pyo.RangeSet(0, len(configs) - 1) if configs else pyo.Set(initialize=[])
+    bounds = {}
+    for index, config in enumerate(configs):
+        bounds[index] = min(
+            scenario.pools[pool_index].available // gpus for pool_index, gpus in config.gpus_by_pool
+        )
+    m.replicas = pyo.Var(
+        m.CONFIGS, domain=pyo.NonNegativeIntegers, bounds=lambda _, c: (0, bounds[c])
+    )
+
+
+def define_figures(m: pyo.ConcreteModel, configs: list[ReplicaConfig]) -> None:
+    """Plan cost (USD/h), throughput (ktokens/s) and GPUs as linear expressions."""
+    m.cost_per_hour = pyo.Expression(
+        expr=sum(c.cost_per_hour * m.replicas[i] for i, c in enumerate(configs))
+    )
+    m.ktokens_per_s = pyo.Expression(
+        expr=sum(c.tokens_per_s / KTOKENS * m.replicas[i] for i, c in enumerate(configs))
+    )
+    m.gpus = pyo.Expression(expr=sum(c.gpus * m.replicas[i] for i, c in enumerate(configs)))
+    m.at_least_one_replica = pyo.Constraint(expr=sum(m.replicas[i] for i in m.CONFIGS) >= 1)
+
+
+def define_availability(
+    m: pyo.ConcreteModel, scenario: Scenario, configs: list[ReplicaConfig]
+) -> None:
+    """GPUs used of each pool, over every stage of every replica, within its availability."""
+    users: dict[int, list[tuple[int, int]]] = {}
+    for index, config in enumerate(configs):
+        for pool_index, gpus in config.gpus_by_pool:
+            users.setdefault(pool_index, []).append((index, gpus))
+    shared = sorted(p for p, u in users.items() if sum(g * 1 for _, g in u) > 0)
+    m.POOLS = pyo.Set(initialize=shared)
+    m.availability = pyo.Constraint(
+        m.POOLS,
+        rule=lambda _, p: (
+            sum(g * m.replicas[i] for i, g in users[p]) <= scenario.pools[p].available
+        ),
+    )
+
+
+def define_demand(m: pyo.ConcreteModel, scenario: Scenario) -> None:
+    demand_k = scenario.solver.demand_tokens_per_s / KTOKENS
+    m.demand = pyo.Constraint(expr=m.ktokens_per_s >= demand_k)
+    if demand_k <= 0:
+        m.demand.deactivate()
+
+
+def define_limits(m: pyo.ConcreteModel) -> None:
+    """Budget, a cap on cost per token (tie-breaking) and a cap on cost, each switchable."""
+    m.budget_per_hour = pyo.Param(mutable=True, initialize=math.inf)
+    m.budget = pyo.Constraint(expr=m.cost_per_hour <= m.budget_per_hour)
+    m.max_ratio = pyo.Param(mutable=True, initialize=0.0)
+    m.ratio_cap = pyo.Constraint(expr=m.cost_per_hour - m.max_ratio * m.ktokens_per_s <= 0)
+    m.max_cost_per_hour = pyo.Param(mutable=True, initialize=math.inf)
+    m.cost_cap = pyo.Constraint(expr=m.cost_per_hour <= m.max_cost_per_hour)
+    for constraint in (m.budget, m.ratio_cap, m.cost_cap):
+        constraint.deactivate()
+
+
+def define_objective(m: pyo.ConcreteModel) -> None:
+    m.cost_weight = pyo.Param(mutable=True, initialize=1.0)
+    m.throughput_weight = pyo.Param(mutable=True, initialize=0.0)
+    m.gpu_weight = pyo.Param(mutable=True, initialize=0.0)
+    m.objective = pyo.Objective(
+        expr=m.cost_weight * m.cost_per_hour
+        - m.throughput_weight * m.ktokens_per_s
+        + m.gpu_weight * m.gpus,
+        sense=pyo.minimize,
+    )

@@ -1,0 +1,256 @@
+"""The five strategies of the contract over one placement MILP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from solver.milp import KTOKENS, MilpResult, PlacementMilp
+from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
+from solver.replicas import ReplicaConfig, enumerate_configs
+from solver.scenario import Scenario
+
+STRATEGIES = ("exact", "iterative", "weighted", "min-cost", "max-throughput")
+TIE_REL = 1e-9  # exact-ratio ties within this relative tolerance: lower cost, then fewer GPUs
+MAX_DINKELBACH_ITERATIONS = 100
+
+
+class StrategyError(ValueError):
+    """The scenario lacks what a strategy needs (e.g. min-cost without a demand)."""
+
+
+def solve(scenario: Scenario, strategy: str = "exact") -> Plan:
+    """Solve the scenario with one strategy; the plan's figures come from its stages."""
+    if strategy not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    _check_strategy_inputs(scenario, strategy)
+    started = time.perf_counter()
+    configs = enumerate_configs(scenario)
+    if not configs:
+        return _infeasible(scenario, strategy, started, explain_no_replica(scenario))
+    milp = PlacementMilp(scenario, configs)
+    run: Callable[[PlacementMilp], tuple[MilpResult, int, dict]] = _RUNNERS[strategy]
+    result, iterations, extra = run(milp)
+    if result.status == "infeasible":
+        return _infeasible(scenario, strategy, started, explain_infeasible(milp), iterations)
+    extra = {
+        "configurations": len(configs),
+        "build_seconds": milp.build_seconds,
+        "milp_solves": milp.solves,
+        **extra,
+    }
+    return Plan(
+        strategy=strategy,
+        status=result.status,
+        replicas=_replicas(scenario, configs, result.counts),
+        mip_gap=result.mip_gap if result.status != "optimal" else 0.0,
+        solve_seconds=time.perf_counter() - started,
+        iterations=iterations,
+        extra=extra,
+    )
+
+
+def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:
+    options = scenario.solver
+    if strategy == "min-cost" and options.demand_tokens_per_s <= 0:
+        raise StrategyError("solver.demand_tokens_per_s must be > 0 for strategy min-cost")
+    if strategy == "max-throughput" and options.budget_per_hour is None:
+        raise StrategyError("solver.budget_per_hour is required for strategy max-throughput")
+    if strategy == "iterative" and options.target_cost_per_token is None:
+        raise StrategyError("solver.target_cost_per_token is required for strategy iterative")
+
+
+def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int, int]):
+    replicas = []
+    for index, count in counts.items():
+        config = configs[index]
+        stages = tuple(Stage(t.pool.id, t.pool.gpu, t.tp, layers) for t, layers in config.stages)
+        replicas.extend([(config.cloud, config.region, stages)] * count)
+    return group_replicas(scenario, replicas)
+
+
+def _infeasible(
+    scenario: Scenario, strategy: str, started: float, message: str, iterations: int = 0
+) -> Plan:
+    return Plan(
+        strategy=strategy,
+        status="infeasible",
+        solve_seconds=time.perf_counter() - started,
+        iterations=iterations,
+        message=message,
+    )
+
+
+# --- exact: Dinkelbach ---------------------------------------------------------------------
+
+
+def _exact(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
+    """Least cost per token: Dinkelbach over the MILP, then the contract's tie order.
+
+    F(lam) = min cost - lam * throughput over feasible plans; lam* is the optimal ratio exactly
+    when F(lam*) = 0. Starting from the best single configuration's ratio (a lower bound),
+    each step sets lam to the ratio of the last plan; lam decreases and stops at F(lam) = 0.
+    """
+    lower_bound = min(c.cost_per_hour / (c.tokens_per_s / KTOKENS) for c in milp.configs)
+    ratio = lower_bound
+    best: MilpResult | None = None
+    best_ratio = float("inf")
+    iterations = 0
+    proven = True
+    while iterations < MAX_DINKELBACH_ITERATIONS:
+        iterations += 1
+        result = milp.solve(cost_weight=1.0, throughput_weight=ratio)
+        if result.status == "infeasible":
+            return result, iterations, {}
+        proven = proven and result.status == "optimal"
+        tokens_k, cost, _ = _totals_k(milp, result.counts)
+        plan_ratio = cost / tokens_k
+        if plan_ratio < best_ratio:
+            best, best_ratio = result, plan_ratio
+        if cost - ratio * tokens_k >= -TIE_REL * cost:
+            break  # F(ratio) = 0: no plan beats `ratio`
+        ratio = plan_ratio
+    assert best is not None
+    # Ties within TIE_REL of the optimal ratio: least cost, then fewest GPUs.
+    cheapest = milp.solve(cost_weight=1.0, max_ratio=best_ratio * (1 + TIE_REL))
+    if cheapest.status != "infeasible":
+        _, cost, _ = _totals_k(milp, cheapest.counts)
+        fewest = milp.solve(
+            gpu_weight=1.0,
+            max_ratio=best_ratio * (1 + TIE_REL),
+            max_cost_per_hour=cost * (1 + TIE_REL),
+        )
+        best = fewest if fewest.status != "infeasible" else cheapest
+    status = "optimal" if proven and best.status == "optimal" else "feasible"
+    result = MilpResult(status, best.counts, best.objective, best.bound, best.seconds)
+    extra = {
+        "lower_bound_cost_per_token": lower_bound / KTOKENS / SECONDS_PER_HOUR,
+        "dinkelbach_ratios": iterations,
+    }
+    return result, iterations, extra
+
+
+def _totals_k(milp: PlacementMilp, counts: dict[int, int]) -> tuple[float, float, int]:
+    tokens, cost, gpus = milp.totals(counts)
+    return tokens / KTOKENS, cost, gpus
+
+
+# --- single-objective strategies -----------------------------------------------------------
+
+
+def _min_cost(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
+    return milp.solve(cost_weight=1.0), 1, {}
+
+
+def _max_throughput(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
+    return milp.solve(throughput_weight=1.0), 1, {}
+
+
+def _weighted(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
+    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools."""
+    scenario = milp.scenario
+    w = scenario.solver.cost_throughput_weight
+    t_norm = sum(p.available * p.tokens_per_s for p in scenario.pools) / KTOKENS
+    c_norm = sum(p.available * p.price_per_gpu_hour for p in scenario.pools)
+    if t_norm <= 0 or c_norm <= 0:
+        return milp.solve(cost_weight=1.0), 1, {}
+    result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    return result, 1, {"t_norm_tokens_per_s": t_norm * KTOKENS, "c_norm_per_hour": c_norm}
+
+
+# --- iterative: the seed's Solution 1 ------------------------------------------------------
+
+
+def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
+    """The seed's budget-tightening loop, with the choices it left open made explicit.
+
+    1. T_min: the demand when one is set, else the throughput of the cheapest plan
+       (one replica at least).
+    2. budget = target_cost_per_token * T_min * 3600 (USD/h), capped by the scenario budget.
+    3. maximise throughput subject to cost <= budget.
+    4. cost per token of that plan; at or below the target: done.
+    5. above it: tighten, budget *= target / achieved (the budget at which the same
+       throughput would meet the target), and go to 3, at most max_iterations solves.
+    A budget too small for any feasible plan is raised to the cheapest feasible cost once.
+    Returns the loop's plan with the lowest cost per token (the T_min solve is not a
+    candidate, as in the seed).
+    """
+    options = milp.scenario.solver
+    target_per_token = options.target_cost_per_token or 0.0
+    cheapest = milp.solve(cost_weight=1.0)
+    if cheapest.status == "infeasible":
+        return cheapest, 1, {}
+    cheapest_tokens, cheapest_cost, _ = milp.totals(cheapest.counts)
+    t_min = options.demand_tokens_per_s if options.demand_tokens_per_s > 0 else cheapest_tokens
+    budget = target_per_token * t_min * SECONDS_PER_HOUR
+    if budget < cheapest_cost:
+        budget = cheapest_cost
+    best: MilpResult | None = None
+    best_ratio = float("inf")
+    budgets: list[float] = []
+    for _ in range(options.max_iterations):
+        budgets.append(budget)
+        result = milp.solve(throughput_weight=1.0, budget_per_hour=budget)
+        if result.status == "infeasible":
+            break
+        tokens, cost, _ = milp.totals(result.counts)
+        achieved = cost / (tokens * SECONDS_PER_HOUR)
+        if cost / tokens < best_ratio:
+            best, best_ratio = result, cost / tokens
+        if achieved <= target_per_token:
+            break
+        budget *= target_per_token / achieved
+    if best is None:
+        best = cheapest  # every budget was too small: the cheapest feasible plan stands
+    status = "feasible"  # a heuristic: never claims the least cost per token
+    result = MilpResult(status, best.counts, best.objective, best.bound, best.seconds)
+    return result, len(budgets), {"t_min_tokens_per_s": t_min, "budgets_per_hour": budgets}
+
+
+_RUNNERS = {
+    "exact": _exact,
+    "min-cost": _min_cost,
+    "max-throughput": _max_throughput,
+    "weighted": _weighted,
+    "iterative": _iterative,
+}
+
+
+# --- explaining infeasibility --------------------------------------------------------------
+
+
+def explain_no_replica(scenario: Scenario) -> str:
+    model = scenario.model
+    options = scenario.solver
+    return (
+        f"no feasible replica: {model.num_layers} layers x {model.layer_memory_gb:g} GB do not fit "
+        f"in {options.max_stages} stage(s) of any single region's available GPUs "
+        f"(memory_utilization {options.memory_utilization:g}, "
+        f"tp_degrees {list(options.tp_degrees)})"
+    )
+
+
+def explain_infeasible(milp: PlacementMilp) -> str:
+    """Which constraint bites: demand above all GPUs can deliver, or budget below the need."""
+    options = milp.scenario.solver
+    saved = options.budget_per_hour
+    scenario_no_budget = milp.scenario.with_options(budget_per_hour=None)
+    milp.scenario = scenario_no_budget
+    try:
+        fastest = milp.solve(throughput_weight=1.0)
+        if fastest.status == "infeasible":
+            return "no feasible plan (no replica fits the available GPUs)"
+        max_tokens, _, _ = milp.totals(fastest.counts)
+        if max_tokens < options.demand_tokens_per_s:
+            return (
+                f"demand {options.demand_tokens_per_s:g} tokens/s is above what all available "
+                f"GPUs can deliver ({max_tokens:g} tokens/s at most)"
+            )
+        cheapest = milp.solve(cost_weight=1.0)
+        _, min_cost, _ = milp.totals(cheapest.counts)
+        if saved is not None and min_cost > saved:
+            need = "to meet the demand" if options.demand_tokens_per_s > 0 else "for one replica"
+            return f"budget {saved:g} $/h is below the least cost {need} ({min_cost:g} $/h)"
+        return "no feasible plan under the strategy's own limits"
+    finally:
+        milp.scenario = milp.scenario.with_options(budget_per_hour=saved)
