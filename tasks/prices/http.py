@@ -1,0 +1,326 @@
+"""The one HTTP client every live price source uses.
+
+- one `requests.Session`, `timeout=(connect_timeout_s, read_timeout_s)` on every call;
+- retries with capped exponential backoff on 429, 5xx, timeouts, dropped connections and
+  truncated bodies; a 429/503 `Retry-After` (seconds or HTTP date) is honoured, and when it asks
+  for more than `retry_after_max_s` the call fails at once instead of sleeping for it;
+- the body is streamed and reading stops with `ResponseTooLarge` past `max_response_bytes`
+  (decoded bytes, so a gzip bomb is caught too) or `SourceTimeout` past `response_deadline_s`;
+- HTTPS only, except plain HTTP to loopback (127.0.0.0/8, ::1, localhost); redirects are
+  followed by hand so every hop passes the same check;
+- `PageGuard` caps the page count and stops page loops; `rebase_link` keeps next-page links
+  inside the configured origin.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+from urllib3.exceptions import ReadTimeoutError
+
+from tasks.prices.errors import (
+    HttpStatusError,
+    InsecureUrl,
+    MalformedResponse,
+    PagingError,
+    PriceSourceError,
+    ResponseTooLarge,
+    SourceTimeout,
+    SourceUnreachable,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "replan-prices/0.1 (+https://github.com/replan)"
+_CHUNK_BYTES = 64 * 1024
+_MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Limits for one live fetch; tests shrink every wait to milliseconds."""
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    response_deadline_s: float = 600.0
+    max_attempts: int = 4
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 120.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_pages: int = 2_000
+
+
+Progress = Callable[[str], None]
+
+
+def log_progress(message: str) -> None:
+    """Default progress sink: the module logger."""
+    logger.info(message)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(source: str, url: str) -> str:
+    """Return `url` if it is HTTPS, or HTTP to loopback; raise `InsecureUrl` otherwise."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise InsecureUrl(source, url, "URL has no host")
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return url
+    raise InsecureUrl(source, url, "only https:// URLs (or http:// to loopback) are allowed")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
+
+
+def rebase_link(
+    source: str, link: str, *, current_url: str, documented_base: str, configured_base: str
+) -> str:
+    """Resolve a next-page `link` so it stays within the configured origin.
+
+    A link on the API's documented origin is moved onto the configured base (so a mirror or a
+    test server keeps serving the later pages); a link on the configured origin is kept; a link to
+    any other host raises `PagingError`.
+    """
+    absolute = urljoin(current_url, link)
+    target = urlsplit(absolute)
+    configured = urlsplit(configured_base)
+    if _origin(absolute) == _origin(configured_base):
+        return check_url(source, absolute)
+    if _origin(absolute) == _origin(documented_base):
+        documented_path = urlsplit(documented_base).path.rstrip("/")
+        path = target.path
+        if documented_path and (path == documented_path or path.startswith(documented_path + "/")):
+            path = configured.path.rstrip("/") + path[len(documented_path) :]
+        moved = urlunsplit((configured.scheme, configured.netloc, path, target.query, ""))
+        return check_url(source, moved)
+    raise PagingError(
+        source, absolute, f"next-page link leaves the configured origin {configured.netloc}"
+    )
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait per `Retry-After` (delta-seconds or HTTP date); None if absent or bad."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class _Retry(Exception):
+    """A failed attempt worth repeating; carries the error to raise when attempts run out."""
+
+    def __init__(self, error: PriceSourceError, wait_s: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait_s = wait_s
+
+
+class HttpClient:
+    """GETs bytes for one named source with the limits of `HttpSettings`."""
+
+    def __init__(
+        self,
+        source: str,
+        settings: HttpSettings | None = None,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        progress: Progress = log_progress,
+    ) -> None:
+        self.source = source
+        self.settings = settings or HttpSettings()
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+        self.session = session
+        self._sleep = sleep
+        self._progress = progress
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get_bytes(self, url: str, *, accept: str | None = None) -> bytes:
+        """The body of `url`, retried per the settings; raises a `PriceSourceError` subclass."""
+        check_url(self.source, url)
+        attempts = max(1, self.settings.max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._get_once(url, accept)
+            except _Retry as retry:
+                if attempt == attempts:
+                    raise retry.error from None
+                wait_s = retry.wait_s if retry.wait_s is not None else self._backoff_s(attempt)
+                self._progress(
+                    f"{self.source}: {retry.error.reason}; retry {attempt}/{attempts - 1} "
+                    f"in {wait_s:.2f} s"
+                )
+                self._sleep(wait_s)
+        raise AssertionError("unreachable")
+
+    def get_text(self, url: str, *, accept: str | None = None) -> str:
+        """The body of `url` decoded as UTF-8 (a BOM is dropped)."""
+        body = self.get_bytes(url, accept=accept)
+        try:
+            return body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MalformedResponse(self.source, url, f"body is not UTF-8: {exc}") from None
+
+    def _backoff_s(self, attempt: int) -> float:
+        ceiling = min(
+            self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempt - 1)
+        )
+        return ceiling * random.uniform(0.5, 1.0)  # jitter so parallel runs do not align
+
+    def _get_once(self, url: str, accept: str | None) -> bytes:
+        current = url
+        headers = {"Accept": accept} if accept else {}
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = self._send(current, headers)
+            with response:
+                if response.is_redirect and response.headers.get("Location"):
+                    current = check_url(self.source, urljoin(current, response.headers["Location"]))
+                    continue
+                self._raise_for_status(current, response)
+                return self._read_capped(current, response)
+        raise HttpStatusError(self.source, url, f"more than {_MAX_REDIRECTS} redirects", 310)
+
+    def _send(self, url: str, headers: dict[str, str]) -> requests.Response:
+        timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
+        try:
+            return self.session.get(
+                url, headers=headers, timeout=timeout, stream=True, allow_redirects=False
+            )
+        except requests.exceptions.ConnectTimeout:
+            reason = f"connect timed out after {self.settings.connect_timeout_s} s"
+            raise _Retry(SourceTimeout(self.source, url, reason)) from None
+        except requests.exceptions.ReadTimeout:
+            reason = f"no response within the read timeout of {self.settings.read_timeout_s} s"
+            raise _Retry(SourceTimeout(self.source, url, reason)) from None
+        except requests.exceptions.ConnectionError as exc:
+            reason = f"connection failed: {type(exc).__name__}"
+            raise _Retry(SourceUnreachable(self.source, url, reason)) from None
+        except requests.exceptions.RequestException as exc:
+            raise SourceUnreachable(self.source, url, f"request failed: {exc}") from None
+
+    def _raise_for_status(self, url: str, response: requests.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        reason = f"HTTP {status} {response.reason or ''}".strip()
+        error = HttpStatusError(self.source, url, reason, status)
+        if status == 429 or status >= 500:
+            wait_s = parse_retry_after(response.headers.get("Retry-After"))
+            if wait_s is not None and wait_s > self.settings.retry_after_max_s:
+                raise HttpStatusError(
+                    self.source,
+                    url,
+                    f"{reason}; Retry-After {wait_s:.0f} s exceeds the "
+                    f"{self.settings.retry_after_max_s} s we wait",
+                    status,
+                )
+            raise _Retry(error, wait_s)
+        raise error
+
+    def _read_capped(self, url: str, response: requests.Response) -> bytes:
+        cap = self.settings.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if (
+            declared.isdigit()
+            and int(declared) > cap
+            and not response.headers.get("Content-Encoding")
+        ):
+            raise ResponseTooLarge(
+                self.source, url, f"Content-Length {declared} bytes exceeds the cap of {cap} bytes"
+            )
+        deadline = time.monotonic() + self.settings.response_deadline_s
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(_CHUNK_BYTES):
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(self.source, url, f"body exceeds the cap of {cap} bytes")
+                if time.monotonic() > deadline:
+                    reason = f"body not read within {self.settings.response_deadline_s} s"
+                    raise _Retry(SourceTimeout(self.source, url, reason))
+                chunks.append(chunk)
+        except requests.exceptions.ChunkedEncodingError:
+            reason = f"body truncated after {size} bytes (connection closed early)"
+            raise _Retry(MalformedResponse(self.source, url, reason)) from None
+        except requests.exceptions.ConnectionError as exc:
+            if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
+                reason = f"body stalled past the read timeout of {self.settings.read_timeout_s} s"
+                raise _Retry(SourceTimeout(self.source, url, reason)) from None
+            reason = f"connection failed while reading the body: {type(exc).__name__}"
+            raise _Retry(SourceUnreachable(self.source, url, reason)) from None
+        return b"".join(chunks)
+
+
+class PageGuard:
+    """Stops paging past `max_pages` pages, on a URL seen before, or on a page served twice."""
+
+    def __init__(self, source: str, max_pages: int) -> None:
+        self.source = source
+        self.max_pages = max_pages
+        self.pages = 0
+        self._urls: set[str] = set()
+        self._digests: set[bytes] = set()
+
+    def before(self, url: str) -> None:
+        """Call before fetching page `url`."""
+        if url in self._urls:
+            raise PagingError(self.source, url, f"page loop: link repeats after {self.pages} pages")
+        if self.pages >= self.max_pages:
+            raise PagingError(self.source, url, f"more than {self.max_pages} pages; stopped")
+        self._urls.add(url)
+        self.pages += 1
+
+    def after(self, url: str, body: bytes) -> None:
+        """Call with the body of the page just fetched."""
+        digest = hashlib.sha256(body).digest()
+        if digest in self._digests:
+            raise PagingError(
+                self.source, url, f"page loop: page {self.pages} repeats an earlier page"
+            )
+        self._digests.add(digest)

@@ -1,0 +1,33 @@
+"""The canonical price table: the one column set every price source returns.
+
+| column | type | meaning |
+|---|---|---|
+| `source` | str | source (`snapshot`, `skypilot-catalog`, `azure-retail`, `aws-spot`, `file`) |
+| `cloud` | str | provider, lower case (`aws`, `gcp`, `azure`, ...) |
+| `region` | str | provider region (`us-east-1`, `eastus`, ...) |
+| `zone` | str | availability zone, or "" when the source prices per region |
+| `instance_type` | str | provider instance name; for GCP the host VM joined with its GPUs |
+| `gpu` | str | GPU type name as the catalogs spell it (`A100-80GB`, `H100`, `T4`, ...) |
+| `gpus_per_instance` | int | GPUs in one instance (node) |
+| `price_per_hour` | float | on-demand USD per instance-hour (whole instance); NaN = not offered |
+| `spot_price_per_hour` | float | spot USD per instance-hour (whole instance); NaN when unknown |
+| `fetched_at` | datetime64[us, UTC] | when the source produced the price |
+
+Key: (`source`, `cloud`, `region`, `zone`, `instance_type`).
+"""
+
+from __future__ import annotations
+
+PRICE_COLUMNS: tuple[str, ...] = (
+    "source",
+    "cloud",
+    "region",
+    "zone",
+    "instance_type",
+    "gpu",
+    "gpus_per_instance",
+    "price_per_hour",
+    "spot_price_per_hour",
+    "fetched_at",
+)
+PRICE_KEY: tuple[str, ...] = ("source", "cloud", "region", "zone", "instance_type")
