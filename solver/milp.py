@@ -66,14 +66,20 @@ class PlacementMilp:
         budget_per_hour: float | None = None,
         max_ratio: float | None = None,
         max_cost_per_hour: float | None = None,
+        scenario_limits: bool = True,
     ) -> MilpResult:
-        """Minimise the weighted objective under the scenario's and the given extra limits."""
+        """Minimise the weighted objective under the scenario's and the given extra limits.
+
+        `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
+        """
         m = self.model
         m.cost_weight.value = cost_weight
         m.throughput_weight.value = throughput_weight
         m.gpu_weight.value = gpu_weight
-        budget = _min_defined(self.scenario.solver.budget_per_hour, budget_per_hour)
-        _set_limit(m.budget, m.budget_per_hour, budget)
+        scenario_budget = self.scenario.solver.budget_per_hour if scenario_limits else None
+        _set_limit(m.budget, m.budget_per_hour, _min_defined(scenario_budget, budget_per_hour))
+        demand_k = self.scenario.solver.demand_tokens_per_s / KTOKENS
+        _set_limit(m.demand, m.demand_k, demand_k if scenario_limits and demand_k > 0 else None)
         _set_limit(m.ratio_cap, m.max_ratio, max_ratio)
         _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
         options = self.scenario.solver
@@ -184,10 +190,10 @@ def define_availability(
 
 
 def define_demand(m: pyo.ConcreteModel, scenario: Scenario) -> None:
-    demand_k = scenario.solver.demand_tokens_per_s / KTOKENS
-    m.demand = pyo.Constraint(expr=m.ktokens_per_s >= demand_k)
-    if demand_k <= 0:
-        m.demand.deactivate()
+    """Plan throughput reaches the demand (switched off when there is none)."""
+    m.demand_k = pyo.Param(mutable=True, initialize=scenario.solver.demand_tokens_per_s / KTOKENS)
+    m.demand = pyo.Constraint(expr=m.ktokens_per_s >= m.demand_k)
+    m.demand.deactivate()
 
 
 def define_limits(m: pyo.ConcreteModel) -> None:

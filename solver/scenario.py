@@ -152,7 +152,7 @@ class _Reader:
             if default is ...:
                 raise self.error(where, f"{key} is required")
             return default
-        value = mapping[key]
+        value = _yaml_exponent_number(mapping[key])
         kind = "an integer" if integer else "a number"
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(where, f"{key} must be {kind}, got {value!r}")
@@ -192,6 +192,16 @@ class _Reader:
             value = self.number({"v": efficiency}, "v", where, positive=True, maximum=1.0)
             result[degree] = value
         return result
+
+
+def _yaml_exponent_number(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads `1e7` as text; take such exponent forms as the number meant."""
+    if isinstance(value, str) and "e" in value.lower():
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _read_model(reader: _Reader, raw: Any) -> Model:

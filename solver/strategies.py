@@ -56,8 +56,6 @@ def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:
         raise StrategyError("solver.demand_tokens_per_s must be > 0 for strategy min-cost")
     if strategy == "max-throughput" and options.budget_per_hour is None:
         raise StrategyError("solver.budget_per_hour is required for strategy max-throughput")
-    if strategy == "iterative" and options.target_cost_per_token is None:
-        raise StrategyError("solver.target_cost_per_token is required for strategy iterative")
 
 
 def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int, int]):
@@ -107,8 +105,8 @@ def _exact(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
         plan_ratio = cost / tokens_k
         if plan_ratio < best_ratio:
             best, best_ratio = result, plan_ratio
-        if cost - ratio * tokens_k >= -TIE_REL * cost:
-            break  # F(ratio) = 0: no plan beats `ratio`
+        if abs(cost - ratio * tokens_k) <= TIE_REL * cost:
+            break  # F(ratio) = 0: no plan beats `ratio`, which this plan attains
         ratio = plan_ratio
     assert best is not None
     # Ties within TIE_REL of the optimal ratio: least cost, then fewest GPUs.
@@ -172,11 +170,17 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     5. above it: tighten, budget *= target / achieved (the budget at which the same
        throughput would meet the target), and go to 3, at most max_iterations solves.
     A budget too small for any feasible plan is raised to the cheapest feasible cost once.
+    Without a target_cost_per_token (the seed sets none by default) the target is the best
+    cost per token of any single replica, a lower bound no plan beats.
     Returns the loop's plan with the lowest cost per token (the T_min solve is not a
     candidate, as in the seed).
     """
     options = milp.scenario.solver
-    target_per_token = options.target_cost_per_token or 0.0
+    target_per_token = options.target_cost_per_token
+    if target_per_token is None:  # the seed gives no default: aim at the physical limit
+        target_per_token = min(
+            c.cost_per_hour / (c.tokens_per_s * SECONDS_PER_HOUR) for c in milp.configs
+        )
     cheapest = milp.solve(cost_weight=1.0)
     if cheapest.status == "infeasible":
         return cheapest, 1, {}
@@ -233,24 +237,25 @@ def explain_no_replica(scenario: Scenario) -> str:
 def explain_infeasible(milp: PlacementMilp) -> str:
     """Which constraint bites: demand above all GPUs can deliver, or budget below the need."""
     options = milp.scenario.solver
-    saved = options.budget_per_hour
-    scenario_no_budget = milp.scenario.with_options(budget_per_hour=None)
-    milp.scenario = scenario_no_budget
-    try:
-        fastest = milp.solve(throughput_weight=1.0)
-        if fastest.status == "infeasible":
-            return "no feasible plan (no replica fits the available GPUs)"
-        max_tokens, _, _ = milp.totals(fastest.counts)
-        if max_tokens < options.demand_tokens_per_s:
-            return (
-                f"demand {options.demand_tokens_per_s:g} tokens/s is above what all available "
-                f"GPUs can deliver ({max_tokens:g} tokens/s at most)"
-            )
-        cheapest = milp.solve(cost_weight=1.0)
+    demand = options.demand_tokens_per_s
+    fastest = milp.solve(throughput_weight=1.0, scenario_limits=False)
+    if fastest.status == "infeasible":
+        return "no feasible plan: no replica fits the available GPUs"
+    max_tokens, _, _ = milp.totals(fastest.counts)
+    if max_tokens < demand:
+        return (
+            f"demand {demand:g} tokens/s is above what all available GPUs can deliver "
+            f"({max_tokens:g} tokens/s at most)"
+        )
+    budget = options.budget_per_hour
+    if budget is not None:
+        cheapest = milp.solve(cost_weight=1.0, scenario_limits=False)
         _, min_cost, _ = milp.totals(cheapest.counts)
-        if saved is not None and min_cost > saved:
-            need = "to meet the demand" if options.demand_tokens_per_s > 0 else "for one replica"
-            return f"budget {saved:g} $/h is below the least cost {need} ({min_cost:g} $/h)"
-        return "no feasible plan under the strategy's own limits"
-    finally:
-        milp.scenario = milp.scenario.with_options(budget_per_hour=saved)
+        if min_cost > budget:
+            return f"budget {budget:g} $/h is below the cheapest replica ({min_cost:g} $/h)"
+        if demand > 0:
+            return (
+                f"budget {budget:g} $/h is below the least cost of meeting the demand "
+                f"{demand:g} tokens/s"
+            )
+    return "no feasible plan under the strategy's own limits"
