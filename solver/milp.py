@@ -28,7 +28,7 @@ KTOKENS = 1000.0  # tokens/s per model throughput unit
 
 @dataclass(frozen=True)
 class MilpResult:
-    status: str  # optimal | feasible | infeasible
+    status: str  # optimal | feasible | infeasible | unknown (a limit hit before any plan)
     counts: dict[int, int]  # configuration index -> replicas
     objective: float | None
     bound: float | None
@@ -48,7 +48,7 @@ class PlacementMilp:
         self.scenario = scenario
         self.configs = configs
         started = time.perf_counter()
-        self.model = build_model(scenario, configs)
+        self.model = build_model(scenario, configs) if configs else None
         self.build_seconds = time.perf_counter() - started
         self.solver = Highs()
         self.solver.config.auto_updates.check_for_new_or_removed_vars = False
@@ -67,12 +67,16 @@ class PlacementMilp:
         max_ratio: float | None = None,
         max_cost_per_hour: float | None = None,
         scenario_limits: bool = True,
+        abs_gap: float = 1e-9,
+        time_limit_s: float | None = None,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
 
         `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
         """
         m = self.model
+        if m is None:
+            return MilpResult("infeasible", {}, None, None, 0.0)
         m.cost_weight.value = cost_weight
         m.throughput_weight.value = throughput_weight
         m.gpu_weight.value = gpu_weight
@@ -89,13 +93,19 @@ class PlacementMilp:
             load_solutions=False,
             raise_exception_on_nonoptimal_result=False,
             rel_gap=options.mip_rel_gap if options.mip_rel_gap is not None else 0.0,
-            abs_gap=1e-9,
-            time_limit=options.time_limit_s,
+            abs_gap=abs_gap,
+            time_limit=_min_defined(options.time_limit_s, time_limit_s),
         )
         seconds = time.perf_counter() - started
         self.solves += 1
         if results.solution_status not in (SolutionStatus.optimal, SolutionStatus.feasible):
-            return MilpResult("infeasible", {}, None, None, seconds)
+            proven_empty = results.termination_condition in (
+                TerminationCondition.provenInfeasible,
+                TerminationCondition.locallyInfeasible,
+                TerminationCondition.infeasibleOrUnbounded,
+            )
+            # a limit that stopped the search before any plan proves nothing
+            return MilpResult("infeasible" if proven_empty else "unknown", {}, None, None, seconds)
         results.solution_loader.load_vars()
         counts = {
             index: round(pyo.value(var))
@@ -110,6 +120,10 @@ class PlacementMilp:
             results.objective_bound,
             seconds,
         )
+
+    def settled(self) -> PlacementMilp:
+        """The model over the configurations at hand (all of them, here)."""
+        return self
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
         """(tokens_per_s, cost_per_hour, gpus) of a mix of configurations."""

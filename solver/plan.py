@@ -38,7 +38,7 @@ class ReplicaGroup:
 @dataclass(frozen=True)
 class Plan:
     strategy: str
-    status: str  # optimal | feasible | infeasible
+    status: str  # optimal | feasible | infeasible | unknown (a time limit, no plan)
     replicas: tuple[ReplicaGroup, ...] = ()
     mip_gap: float | None = None
     solve_seconds: float = 0.0

@@ -15,6 +15,7 @@ with the same GPUs of every pool:
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -85,12 +86,17 @@ def best_split(scenario: Scenario, types: list[StageType]) -> tuple[list[int], f
     layers_total = scenario.model.num_layers
     if len(types) > layers_total or sum(t.max_layers for t in types) < layers_total:
         return None
-    layers = [1] * len(types)
+    layers = _fluid_start(types, layers_total)
     # Greedy water-filling is optimal for min-max load with unit jobs on uniform machines:
-    # each next layer goes where the stage's load n/a stays lowest.
-    heap = [((2) / t.rate_numerator, i) for i, t in enumerate(types) if t.max_layers > 1]
+    # each next layer goes where the stage's load n/a stays lowest. Starting from the fluid
+    # split rounded down is safe: some optimal split lies above it (see _fluid_start).
+    heap = [
+        ((layers[i] + 1) / t.rate_numerator, i)
+        for i, t in enumerate(types)
+        if layers[i] < t.max_layers
+    ]
     heapq.heapify(heap)
-    for _ in range(layers_total - len(types)):
+    for _ in range(layers_total - sum(layers)):
         _, i = heapq.heappop(heap)
         layers[i] += 1
         if layers[i] < types[i].max_layers:
@@ -101,34 +107,124 @@ def best_split(scenario: Scenario, types: list[StageType]) -> tuple[list[int], f
     return layers, rate
 
 
-def enumerate_configs(scenario: Scenario, max_configs: int = 2_000_000) -> list[ReplicaConfig]:
-    """Every non-dominated feasible replica configuration of the scenario."""
-    by_location: dict[tuple[str, str], list[StageType]] = {}
-    for stage_type in stage_types(scenario):
-        by_location.setdefault(stage_type.pool.location, []).append(stage_type)
-    configs: list[ReplicaConfig] = []
-    for (cloud, region), types in sorted(by_location.items()):
-        groups = (
-            [[t for t in types if t.pool_index == i] for i in sorted({t.pool_index for t in types})]
-            if scenario.solver.homogeneous_replicas
-            else [types]
-        )
-        for group in groups:
-            configs.extend(_location_configs(scenario, cloud, region, group))
-            if len(configs) > max_configs:
-                raise ConfigLimitExceeded(len(configs), max_configs)
-    return configs
+def _fluid_start(types: list[StageType], layers_total: int) -> list[int]:
+    """A split every optimal greedy can start from: max(1, min(cap, floor(a_i * L / sum a))).
+
+    The optimal rate r* is at most sum(a) / L, so each stage can carry floor(a_i / r*) >=
+    floor(a_i * L / sum a) layers at r*; an optimal split thus exists above these floors.
+    When the floors raised to 1 already exceed L, start from one layer each.
+    """
+    total_rate = sum(t.rate_numerator for t in types)
+    layers = [
+        max(1, min(t.max_layers, int(t.rate_numerator * layers_total / total_rate))) for t in types
+    ]
+    if sum(layers) > layers_total:
+        return [1] * len(types)
+    return layers
+
+
+@dataclass(frozen=True)
+class PricingBound:
+    """Keep only configurations whose reduced cost can be at most `threshold`.
+
+    The reduced cost of a configuration is sum(stage values) - tokens_gain * throughput +
+    constant; throughput never exceeds the sum of rate_numerator / L over its stages, which
+    gives each stage a lower bound of its own and lets the search cut whole subtrees.
+    """
+
+    stage_values: dict[tuple[int, int], float]  # (pool index, tp) -> additive value per stage
+    tokens_gain: float  # coefficient of -throughput in the reduced cost
+    constant: float
+    threshold: float
+
+    def stage_lower_bound(self, stage: StageType, layers_total: int) -> float:
+        gain = max(self.tokens_gain, 0.0) * stage.rate_numerator / layers_total
+        return self.stage_values[(stage.pool_index, stage.tp)] - gain
+
+    def reduced_cost(self, config: ReplicaConfig) -> float:
+        additive = sum(self.stage_values[(t.pool_index, t.tp)] for t, _ in config.stages)
+        return additive - self.tokens_gain * config.tokens_per_s + self.constant
+
+
+class SearchBudget:
+    """A cap on search nodes, so an enormous configuration space fails fast, not slowly."""
+
+    def __init__(self, max_nodes: int | None) -> None:
+        self.max_nodes = max_nodes
+        self.nodes = 0
+        self.cut_by_bound = 0
+        self.found = 0
+
+    def visit(self) -> None:
+        self.nodes += 1
+        if self.max_nodes is not None and self.nodes > self.max_nodes:
+            raise ConfigLimitExceeded(self.nodes, self.max_nodes)
 
 
 class ConfigLimitExceeded(RuntimeError):
-    """The configuration space is too large to enumerate within the limit."""
+    """The configuration space is too large to search within the node budget."""
 
     def __init__(self, count: int, limit: int) -> None:
-        super().__init__(f"more than {limit} replica configurations ({count} so far)")
+        super().__init__(f"more than {limit} search nodes of replica configurations ({count})")
+
+
+def lower_bound_ratio(scenario: Scenario) -> float | None:
+    """Least cost_per_hour / tokens_per_s of any stage type: no replica, no plan does better."""
+    layers_total = scenario.model.num_layers
+    ratios = [
+        t.tp * t.pool.price_per_gpu_hour / (t.rate_numerator / layers_total)
+        for t in stage_types(scenario)
+    ]
+    return min(ratios) if ratios else None
+
+
+def search_size(scenario: Scenario, homogeneous: bool | None = None) -> int:
+    """Multisets of at most max_stages stage types per location: the size of a full listing."""
+    max_stages = min(scenario.solver.max_stages, scenario.model.num_layers)
+    total = 0
+    for _, _, types in location_groups(scenario, homogeneous):
+        kinds = len(types)
+        total += sum(math.comb(kinds + k - 1, k) for k in range(1, max_stages + 1))
+    return total
+
+
+def location_groups(scenario: Scenario, homogeneous: bool | None = None):
+    """Stage types grouped where a replica may draw from: a region, or one pool when homogeneous."""
+    if homogeneous is None:
+        homogeneous = scenario.solver.homogeneous_replicas
+    by_location: dict[tuple[str, str], list[StageType]] = {}
+    for stage_type in stage_types(scenario):
+        by_location.setdefault(stage_type.pool.location, []).append(stage_type)
+    for (cloud, region), types in sorted(by_location.items()):
+        if homogeneous:
+            for pool_index in sorted({t.pool_index for t in types}):
+                yield cloud, region, [t for t in types if t.pool_index == pool_index]
+        else:
+            yield cloud, region, types
+
+
+def enumerate_configs(
+    scenario: Scenario,
+    *,
+    homogeneous: bool | None = None,
+    bound: PricingBound | None = None,
+    budget: SearchBudget | None = None,
+) -> list[ReplicaConfig]:
+    """Every non-dominated feasible replica configuration (within `bound` when given)."""
+    budget = budget or SearchBudget(None)
+    configs: list[ReplicaConfig] = []
+    for cloud, region, types in location_groups(scenario, homogeneous):
+        configs.extend(_location_configs(scenario, cloud, region, types, bound, budget))
+    return configs
 
 
 def _location_configs(
-    scenario: Scenario, cloud: str, region: str, types: list[StageType]
+    scenario: Scenario,
+    cloud: str,
+    region: str,
+    types: list[StageType],
+    bound: PricingBound | None,
+    budget: SearchBudget,
 ) -> list[ReplicaConfig]:
     layers_total = scenario.model.num_layers
     # Stage types that hold the whole model alone come last: a pipeline made only of them is
@@ -141,8 +237,9 @@ def _location_configs(
     single_rate = {
         i: types[i].rate_numerator / layers_total for i in range(first_whole, len(types))
     }
+    values = None if bound is None else [bound.stage_lower_bound(t, layers_total) for t in types]
     best: dict[tuple[tuple[int, int], ...], ReplicaConfig] = {}
-    for chosen in _multisets(scenario, types, first_whole):
+    for chosen in _multisets(scenario, types, first_whole, values, bound, budget):
         picked = [types[i] for i in chosen]
         split = best_split(scenario, picked)
         if split is None:
@@ -165,7 +262,10 @@ def _location_configs(
             cost_per_hour=sum(t.tp * t.pool.price_per_gpu_hour for t in picked),
             gpus_by_pool=key,
         )
-    return list(best.values())
+    configs = list(best.values())
+    if bound is not None:
+        configs = [c for c in configs if bound.reduced_cost(c) <= bound.threshold]
+    return configs
 
 
 def _splits_without_loss(
@@ -190,28 +290,48 @@ def _splits_without_loss(
     return rest_rate + sum(single_rate[i] for i in singles) >= rate
 
 
-def _multisets(scenario: Scenario, types: list[StageType], first_whole: int) -> Iterator[list[int]]:
+def _multisets(
+    scenario: Scenario,
+    types: list[StageType],
+    first_whole: int,
+    values: list[float] | None,
+    bound: PricingBound | None,
+    budget: SearchBudget,
+) -> Iterator[list[int]]:
     """Multisets of stage-type indices (non-decreasing) within stage and availability limits.
 
     Types from `first_whole` on hold the whole model: alone they form one-stage replicas;
-    they join a pipeline only beside at least one type that does not.
+    they join a pipeline only beside at least one type that does not. With a bound, a
+    subtree is cut when even its best completion's reduced cost exceeds the threshold.
     """
     layers_total = scenario.model.num_layers
     max_stages = min(scenario.solver.max_stages, layers_total)
+    count = len(types)
     # most layers any remaining type can add per stage, for the memory-reachability cut
-    best_layers_from = [0] * (len(types) + 1)
-    for i in range(len(types) - 1, -1, -1):
+    best_layers_from = [0] * (count + 1)
+    for i in range(count - 1, -1, -1):
         best_layers_from[i] = max(best_layers_from[i + 1], types[i].max_layers)
+    # most a remaining stage can lower the reduced cost, for the bound cut
+    least_value_from = [0.0] * (count + 1)
+    if values is not None:
+        for i in range(count - 1, -1, -1):
+            least_value_from[i] = min(least_value_from[i + 1], values[i])
+    limit = math.inf if bound is None else bound.threshold - bound.constant
     used: dict[int, int] = {}
     chosen: list[int] = []
 
-    def extend(start: int, layers_so_far: int) -> Iterator[list[int]]:
-        for i in range(start, len(types)):
+    def extend(start: int, layers_so_far: int, value_so_far: float) -> Iterator[list[int]]:
+        for i in range(start, count):
             t = types[i]
+            budget.visit()
+            value = value_so_far + (values[i] if values is not None else 0.0)
+            slots_left = max_stages - len(chosen) - 1
+            if value + slots_left * least_value_from[i] > limit:
+                budget.cut_by_bound += 1
+                continue
             if i >= first_whole and not chosen:
                 yield [i]  # a whole-model stage alone
                 continue
-            slots_left = max_stages - len(chosen) - 1
             if layers_so_far + t.max_layers + slots_left * best_layers_from[i] < layers_total:
                 continue  # even the roomiest remaining stages cannot fit the model
             if used.get(t.pool_index, 0) + t.tp > t.pool.available:
@@ -220,8 +340,8 @@ def _multisets(scenario: Scenario, types: list[StageType], first_whole: int) -> 
             chosen.append(i)
             yield chosen
             if len(chosen) < max_stages:
-                yield from extend(i, layers_so_far + t.max_layers)
+                yield from extend(i, layers_so_far + t.max_layers, value)
             chosen.pop()
             used[t.pool_index] -= t.tp
 
-    yield from extend(0, 0)
+    yield from extend(0, 0, 0.0)

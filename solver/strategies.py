@@ -5,32 +5,50 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from solver.lazy import LazyPlacementMilp
 from solver.milp import KTOKENS, MilpResult, PlacementMilp
 from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
-from solver.replicas import ReplicaConfig, enumerate_configs
+from solver.replicas import (
+    ReplicaConfig,
+    enumerate_configs,
+    lower_bound_ratio,
+    search_size,
+)
 from solver.scenario import Scenario
 
+TIME_LIMIT_MESSAGE = "the time limit stopped the search before any plan was found"
 STRATEGIES = ("exact", "iterative", "weighted", "min-cost", "max-throughput")
 TIE_REL = 1e-9  # exact-ratio ties within this relative tolerance: lower cost, then fewer GPUs
 MAX_DINKELBACH_ITERATIONS = 100
+TIE_BREAK_MIN_SECONDS = 1.0
+FULL_LISTING_MULTISETS = 20_000  # beyond this, configurations are generated from LP duals
+PRICING_SEARCH_NODES = 5_000_000
 
 
 class StrategyError(ValueError):
     """The scenario lacks what a strategy needs (e.g. min-cost without a demand)."""
 
 
-def solve(scenario: Scenario, strategy: str = "exact") -> Plan:
-    """Solve the scenario with one strategy; the plan's figures come from its stages."""
+def solve(
+    scenario: Scenario, strategy: str = "exact", *, columns_on_demand: bool | None = None
+) -> Plan:
+    """Solve the scenario with one strategy; the plan's figures come from its stages.
+
+    `columns_on_demand`: generate configurations from LP duals (True), list them all (False),
+    or decide by the size of the space (None).
+    """
     if strategy not in STRATEGIES:
         raise StrategyError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     _check_strategy_inputs(scenario, strategy)
     started = time.perf_counter()
-    configs = enumerate_configs(scenario)
-    if not configs:
+    milp = placement_model(scenario, columns_on_demand)
+    if isinstance(milp, PlacementMilp) and not milp.configs:
         return _infeasible(scenario, strategy, started, explain_no_replica(scenario))
-    milp = PlacementMilp(scenario, configs)
+    configs = milp.configs
     run: Callable[[PlacementMilp], tuple[MilpResult, int, dict]] = _RUNNERS[strategy]
     result, iterations, extra = run(milp)
+    if result.status == "unknown":
+        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations)
     if result.status == "infeasible":
         return _infeasible(scenario, strategy, started, explain_infeasible(milp), iterations)
     extra = {
@@ -48,6 +66,18 @@ def solve(scenario: Scenario, strategy: str = "exact") -> Plan:
         iterations=iterations,
         extra=extra,
     )
+
+
+def placement_model(
+    scenario: Scenario, columns_on_demand: bool | None = None
+) -> PlacementMilp | LazyPlacementMilp:
+    """Every configuration when the space is small enough to list, else columns on demand."""
+    if columns_on_demand is None:
+        columns_on_demand = search_size(scenario) > FULL_LISTING_MULTISETS
+    if columns_on_demand:
+        initial = enumerate_configs(scenario, homogeneous=True)
+        return LazyPlacementMilp(scenario, initial, node_budget=PRICING_SEARCH_NODES)
+    return PlacementMilp(scenario, enumerate_configs(scenario))
 
 
 def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:
@@ -70,9 +100,13 @@ def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int
 def _infeasible(
     scenario: Scenario, strategy: str, started: float, message: str, iterations: int = 0
 ) -> Plan:
+    return _no_plan(strategy, started, "infeasible", message, iterations)
+
+
+def _no_plan(strategy: str, started: float, status: str, message: str, iterations: int) -> Plan:
     return Plan(
         strategy=strategy,
-        status="infeasible",
+        status=status,
         solve_seconds=time.perf_counter() - started,
         iterations=iterations,
         message=message,
@@ -82,14 +116,16 @@ def _infeasible(
 # --- exact: Dinkelbach ---------------------------------------------------------------------
 
 
-def _exact(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
+def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, dict]:
     """Least cost per token: Dinkelbach over the MILP, then the contract's tie order.
 
     F(lam) = min cost - lam * throughput over feasible plans; lam* is the optimal ratio exactly
-    when F(lam*) = 0. Starting from the best single configuration's ratio (a lower bound),
-    each step sets lam to the ratio of the last plan; lam decreases and stops at F(lam) = 0.
+    when F(lam*) = 0. Starting from the physical lower bound (the best price per fluid
+    throughput of any stage type), each step sets lam to the ratio of the last plan; from the
+    second step lam decreases and stops at F(lam) = 0.
     """
-    lower_bound = min(c.cost_per_hour / (c.tokens_per_s / KTOKENS) for c in milp.configs)
+    started = time.perf_counter()
+    lower_bound = (lower_bound_ratio(milp.scenario) or 0.0) * KTOKENS
     ratio = lower_bound
     best: MilpResult | None = None
     best_ratio = float("inf")
@@ -98,8 +134,11 @@ def _exact(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     while iterations < MAX_DINKELBACH_ITERATIONS:
         iterations += 1
         result = milp.solve(cost_weight=1.0, throughput_weight=ratio)
-        if result.status == "infeasible":
-            return result, iterations, {}
+        if result.status in ("infeasible", "unknown"):
+            if best is None:
+                return result, iterations, {}
+            proven = False  # a limit stopped a later step: the best plan so far stands
+            break
         proven = proven and result.status == "optimal"
         tokens_k, cost, _ = _totals_k(milp, result.counts)
         plan_ratio = cost / tokens_k
@@ -109,26 +148,37 @@ def _exact(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
             break  # F(ratio) = 0: no plan beats `ratio`, which this plan attains
         ratio = plan_ratio
     assert best is not None
-    # Ties within TIE_REL of the optimal ratio: least cost, then fewest GPUs.
-    cheapest = milp.solve(cost_weight=1.0, max_ratio=best_ratio * (1 + TIE_REL))
-    if cheapest.status != "infeasible":
+    tie_break, seconds_so_far = "none", time.perf_counter() - started
+    # Ties within TIE_REL of the optimal ratio: least cost, then fewest GPUs. These order plans
+    # of the proven ratio, so a time limit here leaves the ratio proven.
+    ties = milp.settled()
+    limit_s = max(TIE_BREAK_MIN_SECONDS, 0.5 * seconds_so_far)
+    cap = best_ratio * (1 + TIE_REL)
+    cheapest = ties.solve(cost_weight=1.0, max_ratio=cap, time_limit_s=limit_s)
+    if cheapest.counts:
         _, cost, _ = _totals_k(milp, cheapest.counts)
-        fewest = milp.solve(
+        fewest = ties.solve(
+            abs_gap=0.5,  # a GPU count: any plan within half a GPU of the bound is optimal
             gpu_weight=1.0,
-            max_ratio=best_ratio * (1 + TIE_REL),
+            max_ratio=cap,
             max_cost_per_hour=cost * (1 + TIE_REL),
+            time_limit_s=limit_s,
         )
-        best = fewest if fewest.status != "infeasible" else cheapest
-    status = "optimal" if proven and best.status == "optimal" else "feasible"
+        tie_break = "proven" if cheapest.status == fewest.status == "optimal" else "time-limited"
+        best = fewest if fewest.counts else cheapest
+    status = "optimal" if proven else "feasible"
     result = MilpResult(status, best.counts, best.objective, best.bound, best.seconds)
     extra = {
+        "tie_break": tie_break,
         "lower_bound_cost_per_token": lower_bound / KTOKENS / SECONDS_PER_HOUR,
         "dinkelbach_ratios": iterations,
     }
     return result, iterations, extra
 
 
-def _totals_k(milp: PlacementMilp, counts: dict[int, int]) -> tuple[float, float, int]:
+def _totals_k(
+    milp: PlacementMilp | LazyPlacementMilp, counts: dict[int, int]
+) -> tuple[float, float, int]:
     tokens, cost, gpus = milp.totals(counts)
     return tokens / KTOKENS, cost, gpus
 
@@ -178,11 +228,9 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     options = milp.scenario.solver
     target_per_token = options.target_cost_per_token
     if target_per_token is None:  # the seed gives no default: aim at the physical limit
-        target_per_token = min(
-            c.cost_per_hour / (c.tokens_per_s * SECONDS_PER_HOUR) for c in milp.configs
-        )
+        target_per_token = (lower_bound_ratio(milp.scenario) or 0.0) / SECONDS_PER_HOUR
     cheapest = milp.solve(cost_weight=1.0)
-    if cheapest.status == "infeasible":
+    if not cheapest.counts:
         return cheapest, 1, {}
     cheapest_tokens, cheapest_cost, _ = milp.totals(cheapest.counts)
     t_min = options.demand_tokens_per_s if options.demand_tokens_per_s > 0 else cheapest_tokens
@@ -195,7 +243,7 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     for _ in range(options.max_iterations):
         budgets.append(budget)
         result = milp.solve(throughput_weight=1.0, budget_per_hour=budget)
-        if result.status == "infeasible":
+        if not result.counts:
             break
         tokens, cost, _ = milp.totals(result.counts)
         achieved = cost / (tokens * SECONDS_PER_HOUR)

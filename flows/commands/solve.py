@@ -12,6 +12,7 @@ from solver import STRATEGIES, ScenarioError, StrategyError, load_scenario, solv
 from solver.replicas import ConfigLimitExceeded
 
 EXIT_OK = 0
+EXIT_NO_ANSWER = 1
 EXIT_BAD_INPUT = 2
 EXIT_INFEASIBLE = 3
 
@@ -39,4 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if plan["status"] == "infeasible":
         print(f"replan solve: infeasible: {plan.get('message', '')}", file=sys.stderr)
         return EXIT_INFEASIBLE
+    if plan["status"] == "unknown":
+        print(f"replan solve: {plan.get('message', '')}", file=sys.stderr)
+        return EXIT_NO_ANSWER
     return EXIT_OK

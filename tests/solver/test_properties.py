@@ -35,9 +35,10 @@ def _objective(document: dict, strategy: str, tokens_per_s: float, cost_per_hour
     return (1 - w) * tokens_per_s / t_norm - w * cost_per_hour / c_norm
 
 
-def _check_against_reference(document: dict, strategy: str) -> None:
+def _check_against_reference(document: dict, strategy: str, columns_on_demand: bool) -> None:
     reference = reference_optimum(document, strategy)
-    plan = solve(scenario_from_dict(document), strategy).to_json()
+    scenario = scenario_from_dict(document)
+    plan = solve(scenario, strategy, columns_on_demand=columns_on_demand).to_json()
     if reference is None:
         assert plan["status"] == "infeasible", plan
         assert plan["replicas"] == []
@@ -55,12 +56,15 @@ def _check_against_reference(document: dict, strategy: str) -> None:
         assert plan["gpus"] == reference.gpus
 
 
+@pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
 @pytest.mark.parametrize("strategy", ["exact", "min-cost", "max-throughput", "weighted"])
-def test_strategy_matches_exhaustive_reference(strategy: str) -> None:
+def test_strategy_matches_exhaustive_reference(strategy: str, columns_on_demand: bool) -> None:
+    """Both ways of building the model: every configuration listed, or generated from duals."""
+
     @PROPERTY_SETTINGS
     @given(strategy_scenarios(strategy))
     def check(document: dict) -> None:
-        _check_against_reference(document, strategy)
+        _check_against_reference(document, strategy, columns_on_demand)
 
     check()
 
