@@ -1,0 +1,362 @@
+"""The team's inventory: models, GPU types with per-model throughput profiles, and quotas.
+
+File layout (YAML, UTF-8; see `config/inventory.yaml` for a documented example):
+
+    models:
+      <model name>:
+        num_layers: int >= 1
+        # either the derivation fields ...
+        params_billion: float > 0
+        bytes_per_param: float > 0
+        kv_cache: {n_kv_heads: int, head_dim: int, bytes_per_value: float,
+                   batch: int, context_tokens: int}        # optional, default no reserve
+        # ... or an explicit value (not both):
+        layer_memory_gb: float > 0
+    gpus:
+      <gpu name as the price catalogs spell it>:
+        memory_gb: float > 0
+        models:
+          <model name>: {tokens_per_s: float > 0, source: text,
+                         tp_efficiency: {degree: efficiency}}   # tp_efficiency optional
+    quotas:
+      - {cloud: aws, region: us-east-1, gpu: V100, max_gpus: 16}   # one offer
+      - {cloud: gcp, max_gpus: 32}                                 # caps every pool of a cloud
+
+`layer_memory_gb = params_billion * bytes_per_param / num_layers
+                   + 2 * n_kv_heads * head_dim * bytes_per_value * batch * context_tokens / 1e9`
+(GB = 1e9 bytes). This module checks shape and types (errors name the file and the path,
+e.g. `gpus.T4.models.llama-3.1-8b.tokens_per_s`); value ranges are checked by
+`tasks.validation.validate_inventory` so that every offending row is reported at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BYTES_PER_GB = 1e9
+
+
+class InventoryError(ValueError):
+    """The inventory file cannot be read; the message names the file and the path in it."""
+
+    def __init__(self, file: str, where: str, message: str) -> None:
+        self.file = file
+        self.where = where
+        self.reason = message
+        super().__init__(f"{file}: {where}: {message}" if where else f"{file}: {message}")
+
+
+@dataclass(frozen=True)
+class KvCacheReserve:
+    """KV cache kept per layer for `batch` sequences of `context_tokens` each."""
+
+    n_kv_heads: int
+    head_dim: int
+    bytes_per_value: float
+    batch: int
+    context_tokens: int
+
+    @property
+    def gb_per_layer(self) -> float:
+        """2 (K and V) x kv heads x head dim x bytes x batch x context, in GB."""
+        values = 2 * self.n_kv_heads * self.head_dim * self.batch * self.context_tokens
+        return values * self.bytes_per_value / BYTES_PER_GB
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the placement contract needs it, plus how its layer memory was derived."""
+
+    name: str
+    num_layers: int
+    layer_memory_gb: float
+    params_billion: float | None = None
+    bytes_per_param: float | None = None
+    kv_cache: KvCacheReserve | None = None
+
+    @property
+    def weights_gb(self) -> float | None:
+        """Weights of the whole model in GB, when the derivation fields are given."""
+        if self.params_billion is None or self.bytes_per_param is None:
+            return None
+        return self.params_billion * self.bytes_per_param
+
+
+@dataclass(frozen=True)
+class ThroughputProfile:
+    """Throughput of one GPU running the whole model (memory ignored), and where it comes from."""
+
+    tokens_per_s: float
+    source: str
+    tp_efficiency: Mapping[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    memory_gb: float
+    profiles: Mapping[str, ThroughputProfile]
+
+
+@dataclass(frozen=True)
+class Quota:
+    """GPUs that may be rented: for one (cloud, region, gpu) offer, or for every pool of a cloud."""
+
+    cloud: str
+    max_gpus: int
+    region: str | None = None
+    gpu: str | None = None
+    where: str = ""
+
+    @property
+    def per_cloud(self) -> bool:
+        return self.region is None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    models: Mapping[str, ModelSpec]
+    gpus: Mapping[str, GpuSpec]
+    quotas: tuple[Quota, ...]
+    file: str = "<inventory>"
+
+    def available_gpus(self, cloud: str, region: str, gpu: str) -> int | None:
+        """GPUs that may be rented in (cloud, region, gpu): the offer's quota capped by its
+        cloud's quota; None when no quota names the offer or its cloud."""
+        offer = [
+            q.max_gpus
+            for q in self.quotas
+            if not q.per_cloud and (q.cloud, q.region, q.gpu) == (cloud, region, gpu)
+        ]
+        cloud_caps = [q.max_gpus for q in self.quotas if q.per_cloud and q.cloud == cloud]
+        limits = offer[:1] + cloud_caps[:1]
+        return min(limits) if limits else None
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key repeated in one mapping (PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Read and type-check an inventory YAML file; raise InventoryError naming file and path."""
+    file = str(path)
+    try:
+        raw_bytes = Path(path).read_bytes()
+    except OSError as exc:
+        raise InventoryError(file, "", f"cannot read: {exc.strerror}") from exc
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw_bytes[: exc.start].count(b"\n") + 1
+        raise InventoryError(
+            file, f"line {line}", f"not UTF-8 (byte 0x{raw_bytes[exc.start]:02x})"
+        ) from exc
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InventoryError(file, where, f"not valid YAML: {problem}") from exc
+    return inventory_from_dict(document, file)
+
+
+def inventory_from_dict(document: Any, file: str = "<inventory>") -> Inventory:
+    """Type-check a parsed inventory document."""
+    reader = _Reader(file)
+    if not isinstance(document, Mapping):
+        raise InventoryError(file, "", "must be a mapping with models, gpus and quotas")
+    reader.only_keys(document, "", {"models", "gpus", "quotas"})
+    models_raw = reader.mapping(document, "models", "")
+    models = {
+        str(name): _read_model(reader, str(name), raw, f"models.{name}")
+        for name, raw in models_raw.items()
+    }
+    gpus_raw = reader.mapping(document, "gpus", "")
+    gpus = {
+        str(name): _read_gpu(reader, str(name), raw, f"gpus.{name}", models)
+        for name, raw in gpus_raw.items()
+    }
+    quotas_raw = document.get("quotas")
+    if not isinstance(quotas_raw, list):
+        raise InventoryError(file, "quotas", "is required and must be a list")
+    quotas = tuple(_read_quota(reader, raw, f"quotas[{i}]") for i, raw in enumerate(quotas_raw))
+    return Inventory(models=models, gpus=gpus, quotas=quotas, file=file)
+
+
+class _Reader:
+    """Typed field access that raises InventoryError naming the file and the path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def error(self, where: str, message: str) -> InventoryError:
+        return InventoryError(self.file, where, message)
+
+    def only_keys(self, raw: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+        unknown = sorted(str(key) for key in raw if key not in allowed)
+        if unknown:
+            path = f"{where}.{unknown[0]}" if where else unknown[0]
+            raise self.error(path, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+    def mapping(self, raw: Mapping[str, Any], key: str, where: str) -> Mapping[Any, Any]:
+        value = raw.get(key)
+        path = f"{where}.{key}" if where else key
+        if not isinstance(value, Mapping):
+            raise self.error(path, "is required and must be a mapping")
+        return value
+
+    def number(self, raw: Mapping[str, Any], key: str, where: str, *, integer: bool) -> Any:
+        path = f"{where}.{key}"
+        if key not in raw or raw[key] is None:
+            raise self.error(path, "is required")
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = "an integer" if integer else "a number"
+            raise self.error(path, f"must be {kind}, got {value!r}")
+        if integer and not isinstance(value, int):
+            raise self.error(path, f"must be an integer, got {value!r}")
+        if not integer and not math.isfinite(value):
+            raise self.error(path, f"must be a finite number, got {value!r}")
+        return int(value) if integer else float(value)
+
+    def text(self, raw: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> Any:
+        path = f"{where}.{key}"
+        value = raw.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(path, f"must be non-empty text, got {value!r}")
+        return value.strip()
+
+
+def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping")
+    derivation = {"params_billion", "bytes_per_param", "kv_cache"}
+    reader.only_keys(raw, where, {"num_layers", "layer_memory_gb"} | derivation)
+    num_layers = reader.number(raw, "num_layers", where, integer=True)
+    derived = derivation & set(raw)
+    if "layer_memory_gb" in raw:
+        if derived:
+            raise reader.error(
+                f"{where}.layer_memory_gb",
+                f"give either layer_memory_gb or {sorted(derived)[0]} and its fields, not both",
+            )
+        return ModelSpec(
+            name, num_layers, reader.number(raw, "layer_memory_gb", where, integer=False)
+        )
+    params_billion = reader.number(raw, "params_billion", where, integer=False)
+    bytes_per_param = reader.number(raw, "bytes_per_param", where, integer=False)
+    kv_cache = (
+        _read_kv_cache(reader, raw["kv_cache"], f"{where}.kv_cache") if "kv_cache" in raw else None
+    )
+    weights_gb_per_layer = params_billion * bytes_per_param / num_layers if num_layers else math.nan
+    layer_memory_gb = weights_gb_per_layer + (kv_cache.gb_per_layer if kv_cache else 0.0)
+    return ModelSpec(name, num_layers, layer_memory_gb, params_billion, bytes_per_param, kv_cache)
+
+
+def _read_kv_cache(reader: _Reader, raw: Any, where: str) -> KvCacheReserve:
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping")
+    fields = {"n_kv_heads", "head_dim", "bytes_per_value", "batch", "context_tokens"}
+    reader.only_keys(raw, where, fields)
+    return KvCacheReserve(
+        n_kv_heads=reader.number(raw, "n_kv_heads", where, integer=True),
+        head_dim=reader.number(raw, "head_dim", where, integer=True),
+        bytes_per_value=reader.number(raw, "bytes_per_value", where, integer=False),
+        batch=reader.number(raw, "batch", where, integer=True),
+        context_tokens=reader.number(raw, "context_tokens", where, integer=True),
+    )
+
+
+def _read_gpu(
+    reader: _Reader, name: str, raw: Any, where: str, models: Mapping[str, ModelSpec]
+) -> GpuSpec:
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping")
+    reader.only_keys(raw, where, {"memory_gb", "models"})
+    memory_gb = reader.number(raw, "memory_gb", where, integer=False)
+    profiles_raw = raw.get("models", {})
+    if not isinstance(profiles_raw, Mapping):
+        raise reader.error(f"{where}.models", "must be a mapping model name -> profile")
+    profiles: dict[str, ThroughputProfile] = {}
+    for model_name, profile_raw in profiles_raw.items():
+        path = f"{where}.models.{model_name}"
+        if str(model_name) not in models:
+            raise reader.error(path, f"model {model_name!r} is not defined under models")
+        profiles[str(model_name)] = _read_profile(reader, profile_raw, path)
+    return GpuSpec(name=name, memory_gb=memory_gb, profiles=profiles)
+
+
+def _read_profile(reader: _Reader, raw: Any, where: str) -> ThroughputProfile:
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping with tokens_per_s and source")
+    reader.only_keys(raw, where, {"tokens_per_s", "source", "tp_efficiency"})
+    efficiency: dict[int, float] | None = None
+    if raw.get("tp_efficiency") is not None:
+        efficiency_raw = raw["tp_efficiency"]
+        if not isinstance(efficiency_raw, Mapping) or not efficiency_raw:
+            raise reader.error(f"{where}.tp_efficiency", "must be a map degree -> efficiency")
+        efficiency = {}
+        for degree in efficiency_raw:
+            if isinstance(degree, bool) or not isinstance(degree, int):
+                raise reader.error(
+                    f"{where}.tp_efficiency", f"degree must be an integer, got {degree!r}"
+                )
+            efficiency[degree] = reader.number(
+                efficiency_raw, degree, f"{where}.tp_efficiency", integer=False
+            )
+    return ThroughputProfile(
+        tokens_per_s=reader.number(raw, "tokens_per_s", where, integer=False),
+        source=reader.text(raw, "source", where),
+        tp_efficiency=efficiency,
+    )
+
+
+def _read_quota(reader: _Reader, raw: Any, where: str) -> Quota:
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping")
+    reader.only_keys(raw, where, {"cloud", "region", "gpu", "max_gpus"})
+    region = reader.text(raw, "region", where, required=False)
+    gpu = reader.text(raw, "gpu", where, required=False)
+    if (region is None) != (gpu is None):
+        raise reader.error(
+            where, "a quota names cloud, region and gpu (one offer) or only cloud (a cloud cap)"
+        )
+    return Quota(
+        cloud=reader.text(raw, "cloud", where),
+        region=region,
+        gpu=gpu,
+        max_gpus=reader.number(raw, "max_gpus", where, integer=True),
+        where=where,
+    )

@@ -1,0 +1,522 @@
+"""Validate prices, inventory and pools with the Great Expectations suites in `expectations/`.
+
+GX is the engine: each suite is a sorted JSON file of expectation configurations with a
+`severity` ("critical" fails the run, "warning" is reported only) and `meta.why`. A few facts
+GX cannot state directly are computed here as derived columns and then checked by GX
+(per-GPU prices, the spot/on-demand ratio, "has any price"). The result is a short report:
+expectation, column, how many rows, a few offending values with their row keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks.inventory import Inventory
+from tasks.prices.schema import PRICE_COLUMNS
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+DEFAULT_MAX_AGE_DAYS = 7.0
+DEFAULT_SPOT_TOLERANCE = 0.05  # spot may exceed on-demand by 5 % before a warning
+FUTURE_SKEW = timedelta(hours=1)  # fetched_at may be this far ahead of `now` (clock skew)
+MAX_EXAMPLES = 3
+CRITICAL, WARNING = "critical", "warning"
+
+_NUMERIC_PRICE_COLUMNS = ("gpus_per_instance", "price_per_hour", "spot_price_per_hour")
+_TEXT_PRICE_COLUMNS = ("source", "cloud", "region", "zone", "instance_type", "gpu")
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed expectation: what was expected, where, how often, and a few examples."""
+
+    table: str
+    expectation: str
+    description: str
+    severity: str
+    column: str | None = None
+    unexpected_count: int = 0
+    row_count: int = 0
+    examples: tuple[tuple[str, str], ...] = ()
+    note: str = ""
+
+    def render(self) -> str:
+        tag = "FAIL" if self.severity == CRITICAL else "WARN"
+        where = f", column {self.column}" if self.column else ""
+        head = f"{tag} {self.table}: {self.description} [{self.expectation}{where}]"
+        if self.unexpected_count:
+            head += f": {self.unexpected_count} of {self.row_count} rows"
+        if self.note:
+            head += f": {self.note}"
+        lines = [head]
+        lines += [f"    {label}: {value}" for label, value in self.examples]
+        shown = len(self.examples)
+        if self.unexpected_count > shown and shown:
+            lines.append(f"    ... and {self.unexpected_count - shown} more")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of validating one input: critical failures stop the run, warnings do not."""
+
+    subject: str
+    failures: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    row_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def render(self) -> str:
+        state = "ok" if self.ok else "INVALID"
+        head = (
+            f"{self.subject}: {state} ({self.row_count} rows; "
+            f"{len(self.failures)} failed, {len(self.warnings)} warnings)"
+        )
+        return "\n".join([head] + [f.render() for f in (*self.failures, *self.warnings)])
+
+    @classmethod
+    def from_error(cls, subject: str, message: str) -> ValidationReport:
+        """A report for an input that could not even be read (bad bytes, bad shape)."""
+        finding = Finding(
+            table="file",
+            expectation="read",
+            description="readable and well-formed",
+            severity=CRITICAL,
+            note=message,
+        )
+        return cls(subject=subject, failures=(finding,))
+
+
+class ValidationFailed(Exception):
+    """Raised by `require_valid`: the data broke a critical expectation; the run must stop."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(report.render())
+
+
+def require_valid(report: ValidationReport) -> ValidationReport:
+    """Return `report` when it has no critical failure, else raise ValidationFailed."""
+    if not report.ok:
+        raise ValidationFailed(report)
+    return report
+
+
+# --- reading a canonical price CSV ---------------------------------------------------------
+
+
+class PriceFileError(ValueError):
+    """A price CSV cannot be read; `problems` name the file, the row and the field."""
+
+    def __init__(self, file: str, problems: Sequence[str]) -> None:
+        self.file = file
+        self.problems = list(problems)
+        shown = self.problems[:10]
+        more = len(self.problems) - len(shown)
+        text = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+        super().__init__(f"{file}: {text}")
+
+
+def read_price_csv(path: str | Path) -> pd.DataFrame:
+    """Read a canonical price CSV; raise PriceFileError for bytes, columns or values it cannot
+    parse. Rows are numbered from 1 for the first data row (line 2 of the file). Values that
+    parse but are wrong (negative, NaN, duplicates, stale) are left to `validate_prices`."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise PriceFileError(file, [f"cannot read: {exc.strerror}"]) from exc
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise PriceFileError(file, [_describe_bad_byte(raw, exc.start)]) from exc
+    if not text.strip():
+        raise PriceFileError(file, ["empty file: no header row"])
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise PriceFileError(file, [f"not a CSV table: {exc}"]) from exc
+    missing = [column for column in PRICE_COLUMNS if column not in frame.columns]
+    if missing:
+        raise PriceFileError(
+            file, [f"missing column(s) {', '.join(missing)} (header: {', '.join(frame.columns)})"]
+        )
+    frame = frame.loc[:, list(PRICE_COLUMNS)].copy()
+    problems: list[str] = []
+    for column in _TEXT_PRICE_COLUMNS:
+        frame[column] = frame[column].astype("str").str.strip()
+    for column in _NUMERIC_PRICE_COLUMNS:
+        frame[column] = _parse_numbers(frame[column], column, problems)
+    frame["fetched_at"] = _parse_times(frame["fetched_at"], problems)
+    if problems:
+        raise PriceFileError(file, problems)
+    return frame
+
+
+def _describe_bad_byte(raw: bytes, offset: int) -> str:
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    line = raw[:offset].count(b"\n") + 1
+    header = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+    field_index = raw[line_start:offset].count(b",")
+    field_name = header[field_index] if field_index < len(header) else f"#{field_index + 1}"
+    where = f"row {line - 1} (line {line})" if line > 1 else "header (line 1)"
+    return f"{where}, field {field_name}: not UTF-8 (byte 0x{raw[offset]:02x})"
+
+
+def _parse_numbers(values: pd.Series, column: str, problems: list[str]) -> pd.Series:
+    parsed: list[float] = []
+    for row, text in enumerate(values, start=1):
+        text = text.strip()
+        if text == "":
+            parsed.append(math.nan)
+            continue
+        try:
+            parsed.append(float(text))
+        except ValueError:
+            problems.append(f"row {row}, field {column}: not a number: {text!r}")
+            parsed.append(math.nan)
+    return pd.Series(parsed, index=values.index, dtype="float64")
+
+
+def _parse_times(values: pd.Series, problems: list[str]) -> pd.Series:
+    text = values.astype("str").str.strip()
+    parsed = pd.to_datetime(text.replace("", None), utc=True, format="ISO8601", errors="coerce")
+    for row, (raw, value) in enumerate(zip(text, parsed, strict=True), start=1):
+        if raw and pd.isna(value) and raw.lower() not in ("nat", "nan"):
+            problems.append(f"row {row}, field fetched_at: not an ISO 8601 time: {raw!r}")
+    return parsed.astype("datetime64[us, UTC]")
+
+
+# --- the GX engine -------------------------------------------------------------------------
+
+
+@functools.cache
+def load_suite(name: str) -> tuple[dict[str, Any], ...]:
+    """The expectation configurations of `expectations/<name>.json`."""
+    with (EXPECTATIONS_DIR / f"{name}.json").open(encoding="utf-8") as handle:
+        document = json.load(handle)
+    return tuple(document["expectations"])
+
+
+@functools.cache
+def _gx() -> tuple[Any, Any]:
+    """One ephemeral GX context and pandas datasource per process (GX is slow to start)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    datasource = context.data_sources.add_pandas("replan")
+    return context, datasource
+
+
+@functools.cache
+def _batch_definition(table: str) -> Any:
+    _, datasource = _gx()
+    asset = datasource.add_dataframe_asset(name=table)
+    return asset.add_batch_definition_whole_dataframe(f"{table}-whole")
+
+
+def _expectation_columns(config: Mapping[str, Any]) -> list[str]:
+    kwargs = config["kwargs"]
+    if "column" in kwargs:
+        return [kwargs["column"]]
+    return list(kwargs.get("column_list", []))
+
+
+def run_expectations(
+    table: str,
+    frame: pd.DataFrame,
+    configs: Sequence[Mapping[str, Any]],
+    row_labels: Sequence[str],
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[list[Finding], list[Finding]]:
+    """Validate `frame` against `configs` with GX; return (failures, warnings).
+
+    `row_labels[i]` names row i (positional) in the report. Expectations on a column the frame
+    lacks are skipped: the table's column-set expectation reports the missing column once.
+    """
+    from great_expectations.core import ExpectationSuite
+
+    frame = frame.reset_index(drop=True)
+    present = [c for c in configs if all(col in frame.columns for col in _expectation_columns(c))]
+    suite_configs = copy.deepcopy(present)
+    suite = ExpectationSuite(name=f"replan-{table}", expectations=suite_configs)
+    if len(suite.expectations) != len(suite_configs):
+        raise RuntimeError(f"suite for {table}: GX rejected an expectation configuration")
+    batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(
+        suite,
+        result_format={"result_format": "COMPLETE"},
+        expectation_parameters=dict(parameters or {}),
+    )
+    failures: list[Finding] = []
+    warnings: list[Finding] = []
+    for item in result.results:
+        if item.success:
+            continue
+        finding = _finding(table, item, frame, row_labels)
+        (failures if finding.severity == CRITICAL else warnings).append(finding)
+    return failures, warnings
+
+
+def _finding(table: str, item: Any, frame: pd.DataFrame, row_labels: Sequence[str]) -> Finding:
+    config = item.expectation_config
+    kwargs = config.kwargs
+    severity = str(getattr(config.severity, "value", config.severity))
+    column = kwargs.get("column") or (
+        ", ".join(kwargs["column_list"]) if "column_list" in kwargs else None
+    )
+    base = {
+        "table": table,
+        "expectation": config.type,
+        "description": config.description or config.type,
+        "severity": severity,
+        "column": column,
+        "row_count": len(frame),
+    }
+    info = item.exception_info or {}
+    if info.get("raised_exception"):
+        message = str(info.get("exception_message", "")).splitlines()[0][:200]
+        return Finding(**base | {"severity": CRITICAL}, note=f"could not be checked: {message}")
+    result = item.result or {}
+    if config.type == "expect_table_columns_to_match_set":
+        missing = result.get("details", {}).get("mismatched", {}).get("missing", [])
+        return Finding(**base, note=f"missing {', '.join(missing)}")
+    if config.type == "expect_table_row_count_to_be_between":
+        return Finding(**base, note=f"{result.get('observed_value', 0)} rows")
+    indexes = list(result.get("unexpected_index_list") or [])
+    examples = []
+    for index in indexes[:MAX_EXAMPLES]:
+        position = int(index["index"] if isinstance(index, dict) else index)
+        label = row_labels[position] if position < len(row_labels) else f"row {position + 1}"
+        columns = kwargs.get("column_list") or [kwargs["column"]]
+        value = ", ".join(_show(frame.at[position, c]) for c in columns)
+        examples.append((label, value))
+    count = int(result.get("unexpected_count") or len(indexes))
+    return Finding(**base, unexpected_count=count, examples=tuple(examples))
+
+
+def _show(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "NaN"
+    if value is pd.NaT:
+        return "NaT"
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# --- prices --------------------------------------------------------------------------------
+
+
+def price_row_labels(prices: pd.DataFrame) -> list[str]:
+    """`row N cloud/region/zone/instance_type` for each row (N from 1; zone left out if empty)."""
+    labels = []
+    for position, row in enumerate(prices.reset_index(drop=True).to_dict("records"), start=1):
+        parts = [row.get(c) for c in ("cloud", "region", "zone", "instance_type")]
+        key = "/".join(str(p) for p in parts if isinstance(p, str) and p)
+        labels.append(f"row {position} {key}".rstrip())
+    return labels
+
+
+def with_derived_price_columns(prices: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the derived columns the prices suite checks (per-GPU prices, spot ratio)."""
+    frame = prices.copy()
+    if "fetched_at" in frame.columns and not isinstance(
+        frame["fetched_at"].dtype, pd.DatetimeTZDtype
+    ):
+        frame["fetched_at"] = pd.to_datetime(frame["fetched_at"], utc=True, errors="coerce")
+    numeric = {
+        c: pd.to_numeric(frame[c], errors="coerce") for c in _NUMERIC_PRICE_COLUMNS if c in frame
+    }
+    if len(numeric) == len(_NUMERIC_PRICE_COLUMNS):
+        gpus = numeric["gpus_per_instance"].where(numeric["gpus_per_instance"] > 0)
+        frame["price_per_gpu_hour"] = numeric["price_per_hour"] / gpus
+        frame["spot_price_per_gpu_hour"] = numeric["spot_price_per_hour"] / gpus
+        frame["spot_over_on_demand"] = numeric["spot_price_per_hour"] / numeric[
+            "price_per_hour"
+        ].where(numeric["price_per_hour"] > 0)
+        frame["has_price"] = (
+            numeric["price_per_hour"].notna() | numeric["spot_price_per_hour"].notna()
+        )
+    return frame
+
+
+def validate_prices(
+    prices: pd.DataFrame,
+    *,
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    spot_tolerance: float = DEFAULT_SPOT_TOLERANCE,
+    now: datetime | None = None,
+    subject: str = "prices",
+) -> ValidationReport:
+    """Check a canonical price table against `expectations/prices.json`."""
+    now = now or datetime.now(UTC)
+    parameters = {
+        "min_fetched_at": pd.Timestamp(now - timedelta(days=max_age_days)),
+        "max_fetched_at": pd.Timestamp(now + FUTURE_SKEW),
+        "max_spot_over_on_demand": 1.0 + spot_tolerance,
+    }
+    frame = with_derived_price_columns(prices)
+    failures, warnings = run_expectations(
+        "prices", frame, load_suite("prices"), price_row_labels(prices), parameters
+    )
+    return ValidationReport(subject, tuple(failures), tuple(warnings), len(prices))
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    frame: pd.DataFrame
+    labels: list[str] = field(default_factory=list)
+
+
+def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
+    """The inventory as flat tables (models, gpus, profiles, tp_efficiency, quotas), each row
+    labelled with its path in the file."""
+    models = [
+        {"name": m.name, "num_layers": m.num_layers, "layer_memory_gb": m.layer_memory_gb}
+        for m in inventory.models.values()
+    ]
+    gpus = [{"gpu": g.name, "memory_gb": g.memory_gb} for g in inventory.gpus.values()]
+    profiles, efficiencies = [], []
+    for gpu in inventory.gpus.values():
+        for model, profile in gpu.profiles.items():
+            profiles.append({"gpu": gpu.name, "model": model, "tokens_per_s": profile.tokens_per_s})
+            for degree, efficiency in (profile.tp_efficiency or {}).items():
+                efficiencies.append(
+                    {"gpu": gpu.name, "model": model, "degree": degree, "efficiency": efficiency}
+                )
+    quotas = [
+        {
+            "cloud": q.cloud,
+            "region": q.region or "*",
+            "gpu": q.gpu or "*",
+            "max_gpus": q.max_gpus,
+            "where": q.where,
+        }
+        for q in inventory.quotas
+    ]
+    columns = {
+        "models": ["name", "num_layers", "layer_memory_gb"],
+        "gpus": ["gpu", "memory_gb"],
+        "profiles": ["gpu", "model", "tokens_per_s"],
+        "tp_efficiency": ["gpu", "model", "degree", "efficiency"],
+        "quotas": ["cloud", "region", "gpu", "max_gpus", "where"],
+    }
+    rows = {
+        "models": models,
+        "gpus": gpus,
+        "profiles": profiles,
+        "tp_efficiency": efficiencies,
+        "quotas": quotas,
+    }
+    labels = {
+        "models": [f"models.{r['name']}" for r in models],
+        "gpus": [f"gpus.{r['gpu']}" for r in gpus],
+        "profiles": [f"gpus.{r['gpu']}.models.{r['model']}" for r in profiles],
+        "tp_efficiency": [
+            f"gpus.{r['gpu']}.models.{r['model']}.tp_efficiency.{r['degree']}" for r in efficiencies
+        ],
+        "quotas": [r["where"] for r in quotas],
+    }
+    return {
+        name: _Table(pd.DataFrame(rows[name], columns=columns[name]), labels[name]) for name in rows
+    }
+
+
+def validate_inventory(inventory: Inventory, *, subject: str | None = None) -> ValidationReport:
+    """Check a typed inventory against `expectations/inventory.json` (one sub-suite a table)."""
+    failures: list[Finding] = []
+    warnings: list[Finding] = []
+    configs = load_suite("inventory")
+    tables = inventory_tables(inventory)
+    for name, table in tables.items():
+        selected = [c for c in configs if c["meta"].get("table") == name]
+        if selected:
+            failed, warned = run_expectations(
+                f"inventory.{name}", table.frame, selected, table.labels
+            )
+            failures += failed
+            warnings += warned
+    rows = sum(len(t.frame) for t in tables.values())
+    return ValidationReport(
+        subject or f"inventory {inventory.file}", tuple(failures), tuple(warnings), rows
+    )
+
+
+# --- pools ---------------------------------------------------------------------------------
+
+
+def validate_pools(
+    pools: pd.DataFrame, model: str, *, subject: str | None = None
+) -> ValidationReport:
+    """Check the pools built for `model` against `expectations/pools.json`."""
+    labels = (
+        [f"pool {pool_id}" for pool_id in pools["id"]]
+        if "id" in pools.columns
+        else [f"row {i}" for i in range(1, len(pools) + 1)]
+    )
+    frame = pools.drop(columns=["tp_efficiency"], errors="ignore")  # maps, checked at load
+    failures, warnings = run_expectations("pools", frame, load_suite("pools"), labels)
+    return ValidationReport(
+        subject or f"pools for model {model}", tuple(failures), tuple(warnings), len(pools)
+    )
+
+
+# --- files: read and validate in one step --------------------------------------------------
+
+
+def check_price_file(
+    path: str | Path,
+    *,
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    spot_tolerance: float = DEFAULT_SPOT_TOLERANCE,
+    now: datetime | None = None,
+) -> tuple[pd.DataFrame | None, ValidationReport]:
+    """Read and validate a price CSV; the table is None when the file cannot be read."""
+    subject = f"prices {path}"
+    try:
+        prices = read_price_csv(path)
+    except PriceFileError as exc:
+        return None, ValidationReport.from_error(subject, "; ".join(exc.problems))
+    report = validate_prices(
+        prices, max_age_days=max_age_days, spot_tolerance=spot_tolerance, now=now, subject=subject
+    )
+    return prices, report
+
+
+def check_inventory_file(path: str | Path) -> tuple[Inventory | None, ValidationReport]:
+    """Read and validate an inventory YAML; the inventory is None when it cannot be read."""
+    from tasks.inventory import InventoryError, load_inventory
+
+    subject = f"inventory {path}"
+    try:
+        inventory = load_inventory(path)
+    except InventoryError as exc:
+        message = f"{exc.where}: {exc.reason}" if exc.where else exc.reason
+        return None, ValidationReport.from_error(subject, message)
+    return inventory, validate_inventory(inventory, subject=subject)
