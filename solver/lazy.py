@@ -99,8 +99,14 @@ class LazyPlacementMilp:
         max_cost_per_hour: float | None = None,
         scenario_limits: bool = True,
         abs_gap: float = 1e-9,
+        time_limit_s: float | None = None,
+        prove: bool = True,
     ) -> MilpResult:
-        """The exact optimum over all configurations (status `feasible` if a budget ran out)."""
+        """The exact optimum over all configurations (status `feasible` if a budget ran out).
+
+        `prove=False` stops after column generation: the MILP over the columns the LP asked for,
+        a good plan without the proof (for context figures such as the frontier).
+        """
         started = time.perf_counter()
         options = self.scenario.solver
         scenario_budget = options.budget_per_hour if scenario_limits else None
@@ -124,6 +130,7 @@ class LazyPlacementMilp:
             max_cost_per_hour=max_cost_per_hour,
             scenario_limits=scenario_limits,
             abs_gap=abs_gap,
+            time_limit_s=time_limit_s,
         )
         self.solves += 1
         try:
@@ -132,7 +139,9 @@ class LazyPlacementMilp:
             return self._milp_solve(kwargs, started, proven=False)
         if lp.slack > 1e-7:
             return MilpResult("infeasible", {}, None, None, time.perf_counter() - started)
-        result = self._milp_solve(kwargs, started, proven=True)
+        result = self._milp_solve(kwargs, started, proven=prove)
+        if not prove:
+            return result
         incumbent_cost = self.totals(result.counts)[1] if result.counts else 0.0
         # wide enough to hold every plan tied with the optimum (relative 1e-9 of its cost)
         tolerance = 1e-7 * max(1.0, abs(lp.objective)) + 1e-8 * incumbent_cost
@@ -180,6 +189,7 @@ class LazyPlacementMilp:
             self._milp = PlacementMilp(self.scenario, list(self.configs))
             self._milp_size = len(self.configs)
             self.build_seconds += self._milp.build_seconds
+        self._milp.scenario = self.scenario  # demand and budget are read at each solve
         return self._milp
 
     def _milp_solve(self, kwargs: dict, started: float, proven: bool) -> MilpResult:

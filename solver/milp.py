@@ -69,11 +69,15 @@ class PlacementMilp:
         scenario_limits: bool = True,
         abs_gap: float = 1e-9,
         time_limit_s: float | None = None,
+        prove: bool = True,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
 
+        `prove` is accepted for interface parity with LazyPlacementMilp (always exact here).
+
         `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
         """
+        del prove
         m = self.model
         if m is None:
             return MilpResult("infeasible", {}, None, None, 0.0)

@@ -179,12 +179,19 @@ def lower_bound_ratio(scenario: Scenario) -> float | None:
 
 
 def search_size(scenario: Scenario, homogeneous: bool | None = None) -> int:
-    """Multisets of at most max_stages stage types per location: the size of a full listing."""
+    """Multisets a full listing visits: at most max_stages stage types per location, where
+    types that hold the whole model alone only join pipelines with at least one that does not.
+    """
     max_stages = min(scenario.solver.max_stages, scenario.model.num_layers)
+
+    def multisets(kinds: int) -> int:
+        return sum(math.comb(kinds + k - 1, k) for k in range(1, max_stages + 1))
+
     total = 0
+    layers_total = scenario.model.num_layers
     for _, _, types in location_groups(scenario, homogeneous):
-        kinds = len(types)
-        total += sum(math.comb(kinds + k - 1, k) for k in range(1, max_stages + 1))
+        whole = sum(1 for t in types if t.max_layers >= layers_total)
+        total += multisets(len(types)) - multisets(whole) + whole
     return total
 
 

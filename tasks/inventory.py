@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class ModelSpec:
     params_billion: float | None = None
     bytes_per_param: float | None = None
     kv_cache: KvCacheReserve | None = None
+    serving: Mapping[str, Any] = field(default_factory=dict)  # solver options of its scenario
 
     @property
     def weights_gb(self) -> float | None:
@@ -263,8 +264,9 @@ def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
     if not isinstance(raw, Mapping):
         raise reader.error(where, "must be a mapping")
     derivation = {"params_billion", "bytes_per_param", "kv_cache"}
-    reader.only_keys(raw, where, {"num_layers", "layer_memory_gb"} | derivation)
+    reader.only_keys(raw, where, {"num_layers", "layer_memory_gb", "serving"} | derivation)
     num_layers = reader.number(raw, "num_layers", where, integer=True)
+    serving = _read_serving(reader, raw.get("serving", {}), f"{where}.serving")
     derived = derivation & set(raw)
     if "layer_memory_gb" in raw:
         if derived:
@@ -273,7 +275,10 @@ def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
                 f"give either layer_memory_gb or {sorted(derived)[0]} and its fields, not both",
             )
         return ModelSpec(
-            name, num_layers, reader.number(raw, "layer_memory_gb", where, integer=False)
+            name,
+            num_layers,
+            reader.number(raw, "layer_memory_gb", where, integer=False),
+            serving=serving,
         )
     params_billion = reader.number(raw, "params_billion", where, integer=False)
     bytes_per_param = reader.number(raw, "bytes_per_param", where, integer=False)
@@ -282,7 +287,30 @@ def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
     )
     weights_gb_per_layer = params_billion * bytes_per_param / num_layers if num_layers else math.nan
     layer_memory_gb = weights_gb_per_layer + (kv_cache.gb_per_layer if kv_cache else 0.0)
-    return ModelSpec(name, num_layers, layer_memory_gb, params_billion, bytes_per_param, kv_cache)
+    return ModelSpec(
+        name, num_layers, layer_memory_gb, params_billion, bytes_per_param, kv_cache, serving
+    )
+
+
+SERVING_OPTIONS = {"demand_tokens_per_s", "budget_per_hour", "max_stages", "homogeneous_replicas"}
+
+
+def _read_serving(reader: _Reader, raw: Any, where: str) -> dict[str, Any]:
+    """The model's serving targets, passed to its scenario's solver section as they are."""
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping")
+    reader.only_keys(raw, where, SERVING_OPTIONS)
+    serving: dict[str, Any] = {}
+    for key in ("demand_tokens_per_s", "budget_per_hour"):
+        if key in raw:
+            serving[key] = reader.number(raw, key, where, integer=False)
+    if "max_stages" in raw:
+        serving["max_stages"] = reader.number(raw, "max_stages", where, integer=True)
+    if "homogeneous_replicas" in raw:
+        if not isinstance(raw["homogeneous_replicas"], bool):
+            raise reader.error(f"{where}.homogeneous_replicas", "must be true or false")
+        serving["homogeneous_replicas"] = raw["homogeneous_replicas"]
+    return serving
 
 
 def _read_kv_cache(reader: _Reader, raw: Any, where: str) -> KvCacheReserve:

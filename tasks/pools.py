@@ -187,7 +187,7 @@ def build_scenario(
             "layer_memory_gb": round(model.layer_memory_gb, 6),
         },
         "pools": pool_entries(pools),
-        "solver": dict(solver_options or {}),
+        "solver": {**model.serving, **(solver_options or {})},
     }
 
 
