@@ -13,6 +13,10 @@ COMMAND_MODULES = (
     "flows.commands.prices",
     "flows.commands.validate",
     "flows.commands.pools",
+    "flows.commands.run",
+    "flows.commands.history",
+    "flows.commands.serve",
+    "flows.commands.doctor",
 )
 
 

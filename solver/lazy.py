@@ -18,7 +18,7 @@ import highspy
 import numpy as np
 from pyomo.common.tee import capture_output
 
-from solver.milp import KTOKENS, MilpResult, PlacementMilp
+from solver.milp import KTOKENS, SOLVER_LOCK, MilpResult, PlacementMilp
 from solver.replicas import (
     ConfigLimitExceeded,
     PricingBound,
@@ -75,7 +75,8 @@ class LazyPlacementMilp:
         self.columns_generated = 0
         self._milp: PlacementMilp | None = None
         self._milp_size = 0
-        with capture_output(capture_fd=True):  # HiGHS prints a banner on stdout when created
+        # HiGHS prints a banner on stdout when created
+        with SOLVER_LOCK, capture_output(capture_fd=True):
             self._highs = highspy.Highs()
         self._highs.setOptionValue("output_flag", False)
         self._add(initial)
@@ -151,7 +152,10 @@ class LazyPlacementMilp:
             try:
                 budget = self._price(limits, lp, threshold + tolerance)
             except ConfigLimitExceeded:
-                return self._milp_solve(kwargs, started, proven=False)
+                unproven = self._milp_solve(kwargs, started, proven=False)
+                if not unproven.counts:  # no plan found, none ruled out
+                    return MilpResult("unknown", {}, None, None, unproven.seconds)
+                return unproven
             result = self._milp_solve(kwargs, started, proven=True)
             if result.status == "unknown":
                 return result
@@ -163,7 +167,9 @@ class LazyPlacementMilp:
             elif budget.cut_by_bound == 0:
                 return result  # the whole space is in the model and no plan fits
             else:
-                threshold = threshold * 4 + 1e-6
+                # LP-feasible but no integer plan among the columns: only the whole space
+                # can prove there is none (within the node budget, else "unknown")
+                threshold = math.inf
         return self._milp_solve(kwargs, started, proven=False)
 
     # -- internals ----------------------------------------------------------------------------
@@ -279,8 +285,9 @@ class LazyPlacementMilp:
         lp.a_matrix_.index_ = np.array(indices, dtype=np.int32)
         lp.a_matrix_.value_ = np.array(values, dtype=float)
         highs = self._highs
-        highs.passModel(lp)
-        highs.run()
+        with SOLVER_LOCK:
+            highs.passModel(lp)
+            highs.run()
         solution = highs.getSolution()
         duals = list(solution.row_dual)
         slack = sum(solution.col_value[len(self.configs) :])

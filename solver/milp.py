@@ -13,8 +13,10 @@ thousands of tokens/s, so coefficients stay within about [1e-3, 1e5].
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
@@ -24,6 +26,10 @@ from solver.replicas import ReplicaConfig
 from solver.scenario import Scenario
 
 KTOKENS = 1000.0  # tokens/s per model throughput unit
+
+# pyomo captures HiGHS's console output by swapping process-wide file descriptors, which two
+# threads cannot do at once: solves in one process take turns (processes run in parallel).
+SOLVER_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -92,16 +98,21 @@ class PlacementMilp:
         _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
         options = self.scenario.solver
         started = time.perf_counter()
-        results = self.solver.solve(
-            m,
-            load_solutions=False,
-            raise_exception_on_nonoptimal_result=False,
-            rel_gap=options.mip_rel_gap if options.mip_rel_gap is not None else 0.0,
-            abs_gap=abs_gap,
-            time_limit=_min_defined(options.time_limit_s, time_limit_s),
-        )
-        seconds = time.perf_counter() - started
-        self.solves += 1
+        with SOLVER_LOCK:
+            results = self.solver.solve(
+                m,
+                load_solutions=False,
+                raise_exception_on_nonoptimal_result=False,
+                rel_gap=options.mip_rel_gap if options.mip_rel_gap is not None else 0.0,
+                abs_gap=abs_gap,
+                time_limit=_min_defined(options.time_limit_s, time_limit_s),
+            )
+            seconds = time.perf_counter() - started
+            self.solves += 1
+            return self._result(results, seconds)
+
+    def _result(self, results: Any, seconds: float) -> MilpResult:
+        """Counts per configuration, and whether HiGHS proved them optimal."""
         if results.solution_status not in (SolutionStatus.optimal, SolutionStatus.feasible):
             proven_empty = results.termination_condition in (
                 TerminationCondition.provenInfeasible,
@@ -113,7 +124,7 @@ class PlacementMilp:
         results.solution_loader.load_vars()
         counts = {
             index: round(pyo.value(var))
-            for index, var in m.replicas.items()
+            for index, var in self.model.replicas.items()
             if pyo.value(var) > 0.5
         }
         proven = results.termination_condition == TerminationCondition.convergenceCriteriaSatisfied

@@ -241,6 +241,8 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     best_ratio = float("inf")
     budgets: list[float] = []
     for _ in range(options.max_iterations):
+        if budget < cheapest_cost * (1 - TIE_REL):
+            break  # below the cheapest feasible plan: nothing can be bought
         budgets.append(budget)
         result = milp.solve(throughput_weight=1.0, budget_per_hour=budget)
         if not result.counts:

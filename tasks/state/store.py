@@ -195,15 +195,19 @@ class StateStore:
             )
             return int(result.inserted_primary_key[0])
 
-    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        """Set a run's final status (`completed`, `failed` or `invalid`) and error text."""
+    def finish_run(
+        self, run_id: int, status: str, error: str | None = None, prices_hash: str | None = None
+    ) -> None:
+        """Set a run's final status (`completed`, `failed` or `invalid`), error text and, once
+        known, the hash of the prices it used."""
         if status not in schema.RUN_STATUSES:
             raise ValueError(f"run status must be one of {schema.RUN_STATUSES}, not {status!r}")
+        values: dict[str, Any] = {"status": status, "error": _clip(error), "finished_at": _now()}
+        if prices_hash is not None:
+            values["prices_hash"] = prices_hash
         with self._write() as conn:
             result = conn.execute(
-                schema.runs.update()
-                .where(schema.runs.c.run_id == run_id)
-                .values(status=status, error=_clip(error), finished_at=_now())
+                schema.runs.update().where(schema.runs.c.run_id == run_id).values(**values)
             )
             if result.rowcount != 1:
                 raise KeyError(f"no run {run_id}")

@@ -1,0 +1,85 @@
+"""`replan run`: the nightly flow once, here and now, with a one-screen summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run the nightly re-planning flow once")
+    parser.add_argument("--inventory", default="config/inventory.yaml")
+    parser.add_argument(
+        "--source",
+        action="append",
+        dest="sources",
+        help="price source, tried in order (repeatable; default snapshot)",
+    )
+    parser.add_argument("--from", dest="location", help="base URL or path for the source")
+    parser.add_argument("--model", action="append", dest="models", help="default: every model")
+    parser.add_argument("--state", dest="state_url", help="state store URL (default SQLite file)")
+    parser.add_argument("--reports", dest="reports_dir", default="reports")
+    parser.add_argument("--threshold", type=float, default=0.02, help="switch threshold (0.02)")
+    parser.add_argument("--price-mode", choices=("spot", "on-demand", "cheapest"), default="spot")
+    parser.add_argument("--dry-run", action="store_true", help="report, but publish nothing")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.replan import nightly_replan
+    from tasks.validation import ValidationFailed
+
+    try:
+        summary = nightly_replan(
+            inventory=args.inventory,
+            sources=args.sources,
+            source_location=args.location,
+            models=args.models,
+            switch_threshold=args.threshold,
+            dry_run=args.dry_run,
+            price_mode=args.price_mode,
+            state_url=args.state_url,
+            reports_dir=args.reports_dir,
+        )
+    except ValidationFailed as exc:
+        print(exc.report.render(), file=sys.stderr)
+        print("replan run: invalid data: nothing solved or published", file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as exc:  # the flow recorded the failure; say it in one line
+        print(f"replan run: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(render_summary(summary))
+    return EXIT_OK
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """One screen: prices, then one block a model with its decision and the seed's lesson."""
+    prices = summary["prices"]
+    lines = [
+        f"run {summary['run_id']}: {summary['status']}"
+        + (" (dry run)" if summary["dry_run"] else "")
+        + f"  channel: {summary['channel']}",
+        f"prices: {prices['rows']} rows from {prices['source']}, fetched {prices['fetched_at']}"
+        + (f"  [{prices['fallback']}]" if prices["fallback"] else ""),
+    ]
+    for model, result in summary["models"].items():
+        gaps = ", ".join(
+            f"{s} {g:+.1%}" for s, g in result["gap_to_exact"].items() if g is not None
+        )
+        action = "posted" if result["posted"] else ("publish" if result["publish"] else "quiet")
+        lines += [
+            f"{model}: {result['status']}  {result['tokens_per_s']:,.0f} tokens/s  "
+            f"${result['cost_per_hour']:,.2f}/h  ${result['cost_per_token'] or 0:.3e}/token  "
+            f"{result['gpus']} GPUs",
+            f"  {action}: {result['reason']}",
+            f"  gap to exact: {gaps or '-'}",
+        ]
+    lines.append(f"report: {summary['report']}")
+    return "\n".join(lines)

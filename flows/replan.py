@@ -1,0 +1,256 @@
+"""The nightly re-planning flow: prices → validation → pools → plans → diff → report → Slack."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from solver import scenario_from_dict
+from solver.diff import compare_to_published
+from tasks.pipeline import (
+    PriceInputs,
+    build_scenario_task,
+    fetch_prices_task,
+    file_digest,
+    frontier_task,
+    load_inventory_task,
+    price_moves,
+    solve_task,
+    validate_prices_task,
+)
+from tasks.report import Report, build_report, combine_reports, publish_artifacts, write_report
+from tasks.slack import build_message, post_to_slack, webhook_url_from_settings
+from tasks.state import PublishedPlan, StateStore, publish_once, stable_hash
+from tasks.validation import ValidationFailed
+
+DEFAULT_STRATEGIES = ("exact", "iterative", "weighted")
+SNAPSHOT_MAX_AGE_DAYS = 36_500.0  # the bundled snapshot is dated; its age shows in the report
+LIVE_MAX_AGE_DAYS = 7.0
+
+
+@flow(name="nightly-replan")
+def nightly_replan(
+    inventory: str = "config/inventory.yaml",
+    sources: list[str] | None = None,
+    source_location: str | None = None,
+    models: list[str] | None = None,
+    strategies: list[str] | None = None,
+    switch_threshold: float = 0.02,
+    dry_run: bool = False,
+    price_mode: str = "spot",
+    max_price_age_days: float | None = None,
+    fallback_max_age_hours: float = 48.0,
+    state_url: str | None = None,
+    reports_dir: str = "reports",
+    slack_max_attempts: int = 4,
+    slack_backoff_s: float = 1.0,
+) -> dict[str, Any]:
+    """Re-plan every model of the inventory and publish the placements that changed."""
+    sources = list(sources or ["snapshot"])
+    strategies = list(strategies or DEFAULT_STRATEGIES)
+    if "exact" not in strategies:
+        strategies.insert(0, "exact")  # the decision is made on the exact plan
+    store = StateStore.from_url(state_url)
+    store.create_all()
+    parameters = {
+        "inventory": inventory,
+        "sources": sources,
+        "source_location": source_location,
+        "models": models,
+        "strategies": strategies,
+        "switch_threshold": switch_threshold,
+        "dry_run": dry_run,
+        "price_mode": price_mode,
+    }
+    inputs_hash = stable_hash({"parameters": parameters, "inventory": _digest_or_none(inventory)})
+    run_id = store.start_run(inputs_hash, "", parameters)
+    prices_hash: str | None = None
+    try:
+        fleet = load_inventory_task(inventory)
+        previous_prices = store.last_good_prices(timedelta(days=SNAPSHOT_MAX_AGE_DAYS))
+        prices = fetch_prices_task(
+            sources, source_location, store, timedelta(hours=fallback_max_age_hours)
+        )
+        age_limit = max_price_age_days or (
+            SNAPSHOT_MAX_AGE_DAYS if prices.source == "snapshot" else LIVE_MAX_AGE_DAYS
+        )
+        validate_prices_task(prices, age_limit)
+        prices_hash = store.save_prices(prices.table, prices.fetched_at)
+        model_names = list(models or fleet.models)
+        unknown = [m for m in model_names if m not in fleet.models]
+        if unknown:
+            raise ValueError(f"models not in the inventory: {', '.join(unknown)}")
+        scenarios = {
+            m: build_scenario_task.submit(prices.table, fleet, m, price_mode) for m in model_names
+        }
+        solving = {
+            (m, s): solve_task.submit(scenarios[m], s) for m in model_names for s in strategies
+        }
+        frontiers = {m: frontier_task.submit(scenarios[m]) for m in model_names}
+        channel, webhook = _channel()
+        results: dict[str, Any] = {}
+        reports: dict[str, Report] = {}
+        run_dir = Path(reports_dir) / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-run{run_id}"
+        for model in model_names:
+            scenario_document = scenarios[model].result()
+            plans = {s: solving[(model, s)].result() for s in strategies}
+            plan_ids = store.record_plans(run_id, model, plans)
+            published = store.last_published(model, channel)
+            report, comparison = _report(
+                model,
+                scenario_document,
+                plans,
+                published,
+                frontiers[model].result(),
+                prices,
+                previous_prices.table if previous_prices else None,
+                price_mode,
+                switch_threshold,
+            )
+            reports[model] = report
+            results[model] = _model_summary(plans, comparison.decision)
+            if comparison.decision.publish and not dry_run:
+                outcome = publish_once(
+                    store,
+                    plan_id=plan_ids["exact"],
+                    channel=channel,
+                    post=_poster(report, webhook, slack_max_attempts, slack_backoff_s),
+                )
+                results[model]["posted"] = outcome.posted
+        report_paths = _write_reports(reports, run_dir)
+        store.finish_run(run_id, "completed", prices_hash=prices_hash)
+        return {
+            "run_id": run_id,
+            "status": "completed",
+            "channel": channel,
+            "dry_run": dry_run,
+            "prices": {
+                "source": prices.source,
+                "fetched_at": prices.fetched_at.isoformat(),
+                "fallback": prices.fallback_note,
+                "rows": len(prices.table),
+            },
+            "models": results,
+            "report": str(report_paths.get("markdown", "")),
+        }
+    except ValidationFailed as exc:
+        store.finish_run(run_id, "invalid", exc.report.render(), prices_hash=prices_hash)
+        raise
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}", prices_hash=prices_hash)
+        raise
+
+
+def _digest_or_none(path: str) -> str | None:
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
+
+
+def _channel() -> tuple[str, Any]:
+    """Slack when a webhook is configured, else the report alone (still recorded once)."""
+    webhook = webhook_url_from_settings()
+    return ("slack", webhook) if webhook is not None else ("report", None)
+
+
+def _report(
+    model: str,
+    scenario_document: dict[str, Any],
+    plans: dict[str, dict[str, Any]],
+    published: PublishedPlan | None,
+    frontier: list[tuple[float, float]],
+    prices: PriceInputs,
+    previous_prices: Any,
+    price_mode: str,
+    threshold: float,
+) -> tuple[Report, Any]:
+    scenario = scenario_from_dict(scenario_document, source=f"scenario of {model}")
+    previous_plan = published.plan if published else None
+    comparison = compare_to_published(previous_plan, plans["exact"], scenario, threshold)
+    age = datetime.now(UTC) - prices.fetched_at
+    freshness = {
+        "source": prices.source,
+        "fetched_at": prices.fetched_at.isoformat(),
+        "age": f"{age.days} d {age.seconds // 3600} h",
+        "fallback": prices.fallback_note or "none: the source answered",
+    }
+    report = build_report(
+        model,
+        plans,
+        previous_plan,
+        comparison.diff,
+        comparison.decision,
+        frontier,
+        price_moves(previous_prices, prices.table, price_mode),
+        freshness,
+        scenario.solver.demand_tokens_per_s,
+    )
+    return report, comparison
+
+
+def _model_summary(plans: dict[str, dict[str, Any]], decision: Any) -> dict[str, Any]:
+    exact = plans["exact"]
+    gaps = {
+        s: (p["cost_per_token"] / exact["cost_per_token"] - 1.0)
+        if p.get("cost_per_token") and exact.get("cost_per_token")
+        else None
+        for s, p in plans.items()
+        if s != "exact"
+    }
+    return {
+        "decision": decision.kind,
+        "reason": decision.reason,
+        "publish": decision.publish,
+        "posted": False,
+        "status": exact["status"],
+        "tokens_per_s": exact["tokens_per_s"],
+        "cost_per_hour": exact["cost_per_hour"],
+        "cost_per_token": exact["cost_per_token"],
+        "gpus": exact.get("gpus", 0),
+        "gap_to_exact": gaps,
+    }
+
+
+def _poster(report: Report, webhook: Any, max_attempts: int, backoff_s: float):
+    """The post step of `publish_once`: Slack (raises unless it answered 200), or nothing."""
+
+    def post(previous: PublishedPlan | None) -> None:
+        del previous  # the report already holds the diff against the published plan
+        if webhook is None:
+            return
+        payload = build_message(report.title, report.slack_sections)
+        post_slack_task(webhook, payload, max_attempts, backoff_s)
+
+    return post
+
+
+@task(name="post-to-slack", retries=0)  # post_to_slack retries 429 and 5xx itself
+def post_slack_task(webhook: Any, payload: dict, max_attempts: int, backoff_s: float) -> int:
+    return post_to_slack(
+        webhook, payload, max_attempts=max_attempts, backoff_s=backoff_s
+    ).status_code
+
+
+@task(name="write-report")
+def write_reports_task(reports: dict[str, Report], run_dir: Path) -> dict[str, str]:
+    """The run's report files (every run, for the record) and one pair of artifacts a model."""
+    parts = list(reports.values())
+    combined = parts[0] if len(parts) == 1 else combine_reports(parts)
+    paths = write_report(combined, run_dir)
+    for model, report in reports.items():
+        publish_artifacts(report, key_prefix=f"replan-{model}")
+    return {name: str(path) for name, path in paths.items()}
+
+
+def _write_reports(reports: dict[str, Report], run_dir: Path) -> dict[str, str]:
+    return write_reports_task(reports, run_dir) if reports else {}
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The one-screen summary `replan run` prints."""
+    return json.dumps(summary, indent=2, default=str)

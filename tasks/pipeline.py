@@ -1,0 +1,151 @@
+"""The I/O edges of the nightly flow as Prefect tasks; each wraps one plain function."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from solver import scenario_from_dict, solve
+from solver.frontier import frontier
+from tasks.inventory import Inventory
+from tasks.pools import build_pools, build_scenario, per_gpu_prices
+from tasks.prices import fetch_prices
+from tasks.prices.errors import PriceSourceError
+from tasks.state import StateStore
+from tasks.validation import (
+    ValidationFailed,
+    check_inventory_file,
+    require_valid,
+    validate_pools,
+    validate_prices,
+)
+
+
+@dataclass(frozen=True)
+class PriceInputs:
+    """The validated price table of a run and where it came from."""
+
+    table: pd.DataFrame
+    source: str
+    fetched_at: datetime
+    fallback_note: str  # "" when a live source answered
+
+
+class NoPrices(RuntimeError):
+    """Every price source failed and the store holds no price table young enough."""
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@task(name="load-inventory")
+def load_inventory_task(path: str) -> Inventory:
+    """Load and validate the inventory; invalid data stops the run (ValidationFailed)."""
+    inventory, report = check_inventory_file(path)
+    require_valid(report)
+    assert inventory is not None
+    return inventory
+
+
+@task(name="fetch-prices")
+def fetch_prices_task(
+    sources: list[str],
+    location: str | None,
+    store: StateStore,
+    fallback_max_age: timedelta,
+) -> PriceInputs:
+    """The first source that answers; else the store's last good prices if young enough."""
+    logger = get_run_logger()
+    failures: list[str] = []
+    for source in sources:
+        try:
+            table = fetch_prices(source, location)
+        except PriceSourceError as exc:
+            logger.warning("price source failed: %s", exc)
+            failures.append(str(exc))
+            continue
+        return PriceInputs(table, source, _newest(table), "")
+    saved = store.last_good_prices(fallback_max_age)
+    if saved is None:
+        raise NoPrices(
+            "every price source failed and no saved prices are younger than "
+            f"{fallback_max_age}: " + "; ".join(failures)
+        )
+    hours = saved.age.total_seconds() / 3600
+    note = f"every live source failed; using the last good prices, {hours:.1f} h old"
+    logger.warning(note)
+    return PriceInputs(saved.table, "state-store", saved.fetched_at, note)
+
+
+def _newest(table: pd.DataFrame) -> datetime:
+    newest = pd.to_datetime(table["fetched_at"], utc=True).max()
+    return newest.to_pydatetime() if pd.notna(newest) else datetime.now(UTC)
+
+
+@task(name="validate-prices")
+def validate_prices_task(prices: PriceInputs, max_age_days: float) -> None:
+    """Great Expectations on the price table; a failure stops the run before solving."""
+    report = validate_prices(prices.table, max_age_days=max_age_days, subject=prices.source)
+    if report.warnings:
+        get_run_logger().warning(report.render())
+    require_valid(report)
+
+
+@task(name="build-scenario")
+def build_scenario_task(
+    prices: pd.DataFrame, inventory: Inventory, model: str, price_mode: str
+) -> dict[str, Any]:
+    """Pools of one model from prices and inventory, validated, as a scenario document."""
+    build = build_pools(prices, inventory, model, price_mode=price_mode)
+    report = validate_pools(build.pools, model, subject=f"pools for {model}")
+    require_valid(report)
+    if build.pools.empty:
+        raise ValidationFailed(report.from_error(f"pools for {model}", "no pool has a price"))
+    return build_scenario(build.pools, inventory.models[model])
+
+
+@task(name="solve")
+def solve_task(scenario_document: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """One strategy's plan (pure solver; figures recomputed from stages)."""
+    return solve(scenario_from_dict(scenario_document), strategy).to_json()
+
+
+@task(name="frontier")
+def frontier_task(scenario_document: dict[str, Any]) -> list[tuple[float, float]]:
+    return frontier(scenario_from_dict(scenario_document))
+
+
+def price_moves(
+    old: pd.DataFrame | None, new: pd.DataFrame, price_mode: str
+) -> list[dict[str, Any]]:
+    """Per-GPU price of every (cloud, region, gpu) before and after, where both exist."""
+    if old is None or old.empty:
+        return []
+
+    def cheapest(table: pd.DataFrame) -> pd.Series:
+        frame = table.assign(per_gpu=per_gpu_prices(table, price_mode))
+        frame = frame.dropna(subset=["per_gpu"])
+        ids = frame["cloud"] + "/" + frame["region"] + "/" + frame["gpu"]
+        return frame.groupby(ids)["per_gpu"].min()
+
+    before, after = cheapest(old), cheapest(new)
+    moves = []
+    for pool_id in sorted(set(before.index) & set(after.index)):
+        old_price, new_price = float(before[pool_id]), float(after[pool_id])
+        if old_price != new_price:
+            moves.append(
+                {
+                    "pool": pool_id,
+                    "gpu": pool_id.rsplit("/", 1)[-1],
+                    "old": old_price,
+                    "new": new_price,
+                }
+            )
+    return moves
