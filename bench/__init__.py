@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): scripts that time the solver and print Markdown tables."""
