@@ -102,6 +102,8 @@ class LazyPlacementMilp:
         abs_gap: float = 1e-9,
         time_limit_s: float | None = None,
         prove: bool = True,
+        rel_gap: float | None = None,
+        start: dict[int, int] | None = None,
     ) -> MilpResult:
         """The exact optimum over all configurations (status `feasible` if a budget ran out).
 
@@ -132,6 +134,8 @@ class LazyPlacementMilp:
             scenario_limits=scenario_limits,
             abs_gap=abs_gap,
             time_limit_s=time_limit_s,
+            rel_gap=rel_gap,
+            start=start,
         )
         self.solves += 1
         try:
@@ -156,6 +160,8 @@ class LazyPlacementMilp:
                 if not unproven.counts:  # no plan found, none ruled out
                     return MilpResult("unknown", {}, None, None, unproven.seconds)
                 return unproven
+            if budget.found == 0 and result.objective is not None:
+                return result  # every column with rc <= the gap was already in the model
             result = self._milp_solve(kwargs, started, proven=True)
             if result.status == "unknown":
                 return result
@@ -217,10 +223,12 @@ class LazyPlacementMilp:
         started = time.perf_counter()
         bound = _bound(self.scenario, limits, lp, threshold)
         budget = SearchBudget(self.node_budget)
-        found = enumerate_configs(self.scenario, bound=bound, budget=budget)
+        try:
+            found = enumerate_configs(self.scenario, bound=bound, budget=budget)
+        finally:
+            self.pricing_seconds += time.perf_counter() - started
         budget.found = self._add(found)
         self.columns_generated += budget.found
-        self.pricing_seconds += time.perf_counter() - started
         return budget
 
     def _solve_lp(self, limits: _Limits) -> _LpSolution:

@@ -18,10 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import highspy
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
+from solver.dominance import undominated
 from solver.replicas import ReplicaConfig
 from solver.scenario import Scenario
 
@@ -30,6 +32,23 @@ KTOKENS = 1000.0  # tokens/s per model throughput unit
 # pyomo captures HiGHS's console output by swapping process-wide file descriptors, which two
 # threads cannot do at once: solves in one process take turns (processes run in parallel).
 SOLVER_LOCK = threading.RLock()
+
+
+class _HighsWithStart(Highs):
+    """pyomo's persistent HiGHS, handing HiGHS a known plan as its first incumbent."""
+
+    start: dict[int, float] | None = None  # id(pyomo var) -> value
+
+    def _solve(self):  # pyomo calls it with the model set up, right before HiGHS runs
+        if self.start:
+            values = [0.0] * self._solver_model.getNumCol()
+            for var_id, value in self.start.items():
+                values[self._pyomo_var_to_solver_var_map[var_id]] = value
+            solution = highspy.HighsSolution()
+            solution.col_value = values
+            solution.value_valid = True
+            self._solver_model.setSolution(solution)
+        return super()._solve()
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,7 @@ class PlacementMilp:
         started = time.perf_counter()
         self.model = build_model(scenario, configs) if configs else None
         self.build_seconds = time.perf_counter() - started
-        self.solver = Highs()
+        self.solver = _HighsWithStart()
         self.solver.config.auto_updates.check_for_new_or_removed_vars = False
         self.solver.config.auto_updates.update_vars = False
         self.solver.config.auto_updates.update_named_expressions = False
@@ -76,10 +95,14 @@ class PlacementMilp:
         abs_gap: float = 1e-9,
         time_limit_s: float | None = None,
         prove: bool = True,
+        rel_gap: float | None = None,
+        start: dict[int, int] | None = None,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
 
-        `prove` is accepted for interface parity with LazyPlacementMilp (always exact here).
+        `prove` is accepted for interface parity with LazyPlacementMilp (always exact here);
+        `rel_gap` loosens the MIP gap (default: the scenario's, else 0); `start` is a plan
+        (configuration -> count) known to satisfy the limits, given to HiGHS as its incumbent.
 
         `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
         """
@@ -98,12 +121,19 @@ class PlacementMilp:
         _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
         options = self.scenario.solver
         started = time.perf_counter()
+        if rel_gap is None:
+            rel_gap = options.mip_rel_gap if options.mip_rel_gap is not None else 0.0
+        self.solver.start = (
+            None
+            if not start
+            else {id(var): float(start.get(index, 0)) for index, var in m.replicas.items()}
+        )
         with SOLVER_LOCK:
             results = self.solver.solve(
                 m,
                 load_solutions=False,
                 raise_exception_on_nonoptimal_result=False,
-                rel_gap=options.mip_rel_gap if options.mip_rel_gap is not None else 0.0,
+                rel_gap=rel_gap,
                 abs_gap=abs_gap,
                 time_limit=_min_defined(options.time_limit_s, time_limit_s),
             )
@@ -162,11 +192,16 @@ def _set_limit(constraint: pyo.Constraint, param: pyo.Param, value: float | None
 
 
 def build_model(scenario: Scenario, configs: list[ReplicaConfig]) -> pyo.ConcreteModel:
-    """The recipe: counts, availability, demand, budget, at least one replica, objective."""
+    """The recipe: counts, availability, demand, budget, at least one replica, objective.
+
+    Only configurations no mix of others beats get a variable (`solver.dominance`); the
+    variables keep the configurations' indices.
+    """
+    chosen = {index: configs[index] for index in undominated(configs)}
     m = pyo.ConcreteModel(name="placement")
-    define_replica_counts(m, scenario, configs)
-    define_figures(m, configs)
-    define_availability(m, scenario, configs)
+    define_replica_counts(m, scenario, chosen)
+    define_figures(m, chosen)
+    define_availability(m, scenario, chosen)
     define_demand(m, scenario)
     define_limits(m)
     define_objective(m)
@@ -174,42 +209,42 @@ def build_model(scenario: Scenario, configs: list[ReplicaConfig]) -> pyo.Concret
 
 
 def define_replica_counts(
-    m: pyo.ConcreteModel, scenario: Scenario, configs: list[ReplicaConfig]
+    m: pyo.ConcreteModel, scenario: Scenario, configs: dict[int, ReplicaConfig]
 ) -> None:
     """replicas[c]: how many replicas of configuration c, bounded by each pool it uses."""
-    m.CONFIGS = pyo.RangeSet(0, len(configs) - 1) if configs else pyo.Set(initialize=[])
-    bounds = {}
-    for index, config in enumerate(configs):
-        bounds[index] = min(
+    m.CONFIGS = pyo.Set(initialize=sorted(configs), ordered=True)
+    bounds = {
+        index: min(
             scenario.pools[pool_index].available // gpus for pool_index, gpus in config.gpus_by_pool
         )
+        for index, config in configs.items()
+    }
     m.replicas = pyo.Var(
         m.CONFIGS, domain=pyo.NonNegativeIntegers, bounds=lambda _, c: (0, bounds[c])
     )
 
 
-def define_figures(m: pyo.ConcreteModel, configs: list[ReplicaConfig]) -> None:
+def define_figures(m: pyo.ConcreteModel, configs: dict[int, ReplicaConfig]) -> None:
     """Plan cost (USD/h), throughput (ktokens/s) and GPUs as linear expressions."""
     m.cost_per_hour = pyo.Expression(
-        expr=sum(c.cost_per_hour * m.replicas[i] for i, c in enumerate(configs))
+        expr=sum(c.cost_per_hour * m.replicas[i] for i, c in configs.items())
     )
     m.ktokens_per_s = pyo.Expression(
-        expr=sum(c.tokens_per_s / KTOKENS * m.replicas[i] for i, c in enumerate(configs))
+        expr=sum(c.tokens_per_s / KTOKENS * m.replicas[i] for i, c in configs.items())
     )
-    m.gpus = pyo.Expression(expr=sum(c.gpus * m.replicas[i] for i, c in enumerate(configs)))
+    m.gpus = pyo.Expression(expr=sum(c.gpus * m.replicas[i] for i, c in configs.items()))
     m.at_least_one_replica = pyo.Constraint(expr=sum(m.replicas[i] for i in m.CONFIGS) >= 1)
 
 
 def define_availability(
-    m: pyo.ConcreteModel, scenario: Scenario, configs: list[ReplicaConfig]
+    m: pyo.ConcreteModel, scenario: Scenario, configs: dict[int, ReplicaConfig]
 ) -> None:
     """GPUs used of each pool, over every stage of every replica, within its availability."""
     users: dict[int, list[tuple[int, int]]] = {}
-    for index, config in enumerate(configs):
+    for index, config in configs.items():
         for pool_index, gpus in config.gpus_by_pool:
             users.setdefault(pool_index, []).append((index, gpus))
-    shared = sorted(p for p, u in users.items() if sum(g * 1 for _, g in u) > 0)
-    m.POOLS = pyo.Set(initialize=shared)
+    m.POOLS = pyo.Set(initialize=sorted(users))
     m.availability = pyo.Constraint(
         m.POOLS,
         rule=lambda _, p: (

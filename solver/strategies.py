@@ -21,6 +21,7 @@ STRATEGIES = ("exact", "iterative", "weighted", "min-cost", "max-throughput")
 TIE_REL = 1e-9  # exact-ratio ties within this relative tolerance: lower cost, then fewer GPUs
 MAX_DINKELBACH_ITERATIONS = 100
 TIE_BREAK_MIN_SECONDS = 1.0
+QUICK_REL_GAP = 1e-3  # Dinkelbach steps that only need an improving plan
 FULL_LISTING_MULTISETS = 20_000  # beyond this, configurations are generated from LP duals
 PRICING_SEARCH_NODES = 5_000_000
 
@@ -120,41 +121,50 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
     """Least cost per token: Dinkelbach over the MILP, then the contract's tie order.
 
     F(lam) = min cost - lam * throughput over feasible plans; lam* is the optimal ratio exactly
-    when F(lam*) = 0. Starting from the physical lower bound (the best price per fluid
-    throughput of any stage type), each step sets lam to the ratio of the last plan; from the
-    second step lam decreases and stops at F(lam) = 0.
+    when F(lam*) = 0. The first lam is the physical lower bound (the best price per fluid
+    throughput of any stage type); each step moves lam to the ratio of a plan found at the last
+    lam, so from the second step lam decreases. A step needs only *some* plan with F < 0, so
+    it is solved with a loose MIP gap; only when that finds none is F(lam) >= 0 proven with an
+    exact solve, which ends the loop.
     """
     started = time.perf_counter()
     lower_bound = (lower_bound_ratio(milp.scenario) or 0.0) * KTOKENS
-    ratio = lower_bound
+    ratio, attained = lower_bound, False  # attained: some plan has exactly this ratio
     best: MilpResult | None = None
     best_ratio = float("inf")
-    iterations = 0
-    proven = True
+    iterations, proofs = 0, 0
+    proven = False
     while iterations < MAX_DINKELBACH_ITERATIONS:
         iterations += 1
-        result = milp.solve(cost_weight=1.0, throughput_weight=ratio)
-        if result.status in ("infeasible", "unknown"):
-            if best is None:
+        result = milp.solve(
+            cost_weight=1.0, throughput_weight=ratio, prove=False, rel_gap=QUICK_REL_GAP
+        )
+        if result.counts and attained and _value(milp, result, ratio) >= 0:
+            proofs += 1  # nothing better found quickly: settle F(ratio) exactly
+            result = milp.solve(cost_weight=1.0, throughput_weight=ratio, start=result.counts)
+            if result.counts and _value(milp, result, ratio) >= 0:
+                proven = result.status == "optimal"
+                break
+        if not result.counts:
+            if best is None or result.status == "infeasible":
                 return result, iterations, {}
-            proven = False  # a limit stopped a later step: the best plan so far stands
-            break
-        proven = proven and result.status == "optimal"
+            break  # a limit stopped this step: the best plan so far stands, unproven
         tokens_k, cost, _ = _totals_k(milp, result.counts)
-        plan_ratio = cost / tokens_k
-        if plan_ratio < best_ratio:
-            best, best_ratio = result, plan_ratio
-        if abs(cost - ratio * tokens_k) <= TIE_REL * cost:
-            break  # F(ratio) = 0: no plan beats `ratio`, which this plan attains
-        ratio = plan_ratio
+        if cost / tokens_k < best_ratio:
+            best, best_ratio = result, cost / tokens_k
+        if not attained and _value(milp, result, ratio) == 0:
+            proven = True  # the plan attains the lower bound: nothing can be cheaper per token
+            break
+        ratio, attained = cost / tokens_k, True
     assert best is not None
     tie_break, seconds_so_far = "none", time.perf_counter() - started
     # Ties within TIE_REL of the optimal ratio: least cost, then fewest GPUs. These order plans
-    # of the proven ratio, so a time limit here leaves the ratio proven.
+    # of the proven ratio, so a time limit here leaves the ratio proven; each solve starts
+    # from the plan in hand, so it never ends with less than that.
     ties = milp.settled()
     limit_s = max(TIE_BREAK_MIN_SECONDS, 0.5 * seconds_so_far)
     cap = best_ratio * (1 + TIE_REL)
-    cheapest = ties.solve(cost_weight=1.0, max_ratio=cap, time_limit_s=limit_s)
+    cheapest = ties.solve(cost_weight=1.0, max_ratio=cap, time_limit_s=limit_s, start=best.counts)
     if cheapest.counts:
         _, cost, _ = _totals_k(milp, cheapest.counts)
         fewest = ties.solve(
@@ -163,17 +173,28 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             max_ratio=cap,
             max_cost_per_hour=cost * (1 + TIE_REL),
             time_limit_s=limit_s,
+            start=cheapest.counts,
         )
-        tie_break = "proven" if cheapest.status == fewest.status == "optimal" else "time-limited"
         best = fewest if fewest.counts else cheapest
+        tie_break = "proven" if cheapest.status == fewest.status == "optimal" else "time-limited"
+    else:
+        tie_break = "time-limited"
     status = "optimal" if proven else "feasible"
     result = MilpResult(status, best.counts, best.objective, best.bound, best.seconds)
     extra = {
         "tie_break": tie_break,
         "lower_bound_cost_per_token": lower_bound / KTOKENS / SECONDS_PER_HOUR,
         "dinkelbach_ratios": iterations,
+        "dinkelbach_proofs": proofs,
     }
     return result, iterations, extra
+
+
+def _value(milp: PlacementMilp | LazyPlacementMilp, result: MilpResult, ratio: float) -> float:
+    """F(ratio) at the result's plan, in units of its cost: < 0 means a better ratio."""
+    tokens_k, cost, _ = _totals_k(milp, result.counts)
+    value = cost - ratio * tokens_k
+    return 0.0 if abs(value) <= TIE_REL * cost else value
 
 
 def _totals_k(

@@ -1,0 +1,76 @@
+"""Drop configurations that other replicas beat with no more GPUs of any pool.
+
+Configuration c is dominated when a multiset D of other configurations uses at most c's GPUs
+of every pool and reaches at least its throughput. Replacing c by D in any plan keeps every
+limit (availability, demand, budget, cost and ratio caps) and is no worse for any strategy:
+cost and GPUs do not grow, throughput does not shrink. So the optimum, ties included, stays
+reachable without c. Two cases are checked, both cheap:
+- D within one pool: H_p(g), the most throughput single-pool replicas reach with g GPUs of
+  pool p (an unbounded knapsack over those replicas), against every configuration;
+- for a replica that spans pools, D is one such best mix per pool it uses.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from solver.replicas import ReplicaConfig
+
+
+def undominated(configs: list[ReplicaConfig]) -> list[int]:
+    """Indices of the configurations no mix of single-pool replicas beats (in input order)."""
+    single: dict[int, list[int]] = defaultdict(list)  # pool -> single-pool configuration indices
+    for index, config in enumerate(configs):
+        if len(config.gpus_by_pool) == 1:
+            single[config.gpus_by_pool[0][0]].append(index)
+    largest = defaultdict(int)
+    for config in configs:
+        for pool, gpus in config.gpus_by_pool:
+            largest[pool] = max(largest[pool], gpus)
+    best = {pool: _best_throughput(configs, single[pool], largest[pool]) for pool in largest}
+    kept = []
+    for index, config in enumerate(configs):
+        if len(config.gpus_by_pool) == 1:
+            pool, gpus = config.gpus_by_pool[0]
+            rival = _best_without(configs, single[pool], best[pool], index, gpus)
+        else:
+            rival = sum(best[pool][gpus] for pool, gpus in config.gpus_by_pool)
+        if rival < config.tokens_per_s:
+            kept.append(index)
+    return kept
+
+
+def _best_throughput(
+    configs: list[ReplicaConfig], members: list[int], gpus_max: int
+) -> list[float]:
+    """H[g]: most throughput of single-pool replicas using at most g GPUs (unbounded knapsack)."""
+    best = [0.0] * (gpus_max + 1)
+    for gpus in range(1, gpus_max + 1):
+        value = best[gpus - 1]
+        for index in members:
+            size = configs[index].gpus
+            if size <= gpus:
+                value = max(value, best[gpus - size] + configs[index].tokens_per_s)
+        best[gpus] = value
+    return best
+
+
+def _best_without(
+    configs: list[ReplicaConfig], members: list[int], best: list[float], skip: int, gpus: int
+) -> float:
+    """Most throughput with at most `gpus` GPUs by any mix other than configuration `skip` alone.
+
+    A rival with the same GPUs and the same throughput counts only when it comes first, so two
+    equal configurations do not remove each other.
+    """
+    rival = best[gpus - 1]  # fewer GPUs
+    own = configs[skip]
+    for index in members:
+        other = configs[index]
+        if index == skip or other.gpus > gpus:
+            continue
+        value = other.tokens_per_s + best[gpus - other.gpus]
+        if other.gpus == gpus and value == own.tokens_per_s and index > skip:
+            continue
+        rival = max(rival, value)
+    return rival
