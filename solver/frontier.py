@@ -16,22 +16,28 @@ FRONTIER_TOTAL_SECONDS = 20.0
 
 
 def frontier(scenario: Scenario, points: int = 8) -> list[tuple[float, float]]:
-    """(tokens_per_s, cost_per_hour) of min-cost plans at `points` demands up to the maximum."""
+    """(tokens_per_s, cost_per_hour) of min-cost plans at demands spaced geometrically from
+    the cheapest single plan to the most all GPUs deliver, plus the scenario's own demand."""
     free = scenario.with_options(demand_tokens_per_s=0.0, budget_per_hour=None)
     milp = placement_model(free)
     limits = {"time_limit_s": FRONTIER_POINT_SECONDS, "prove": False}
     fastest = milp.solve(throughput_weight=1.0, **limits)
-    if not fastest.counts:
+    cheapest = milp.solve(cost_weight=1.0, **limits)
+    if not fastest.counts or not cheapest.counts:
         return []
-    max_tokens_per_s, _, _ = milp.totals(fastest.counts)
-    result: list[tuple[float, float]] = []
+    high, _, _ = milp.totals(fastest.counts)
+    low, low_cost, _ = milp.totals(cheapest.counts)
+    demands = {low * (high / low) ** (step / points) for step in range(1, points + 1)}
+    if low < scenario.solver.demand_tokens_per_s <= high:
+        demands.add(scenario.solver.demand_tokens_per_s)
+    result = {(low, low_cost)}
     started = time.perf_counter()
-    for step in range(1, points + 1):
+    for demand in sorted(demands):
         if time.perf_counter() - started > FRONTIER_TOTAL_SECONDS:
             break
-        milp.scenario = free.with_options(demand_tokens_per_s=max_tokens_per_s * step / points)
-        cheapest = milp.solve(cost_weight=1.0, **limits)
-        if cheapest.counts:
-            tokens_per_s, cost_per_hour, _ = milp.totals(cheapest.counts)
-            result.append((tokens_per_s, cost_per_hour))
-    return sorted(set(result))
+        milp.scenario = free.with_options(demand_tokens_per_s=demand)
+        plan = milp.solve(cost_weight=1.0, **limits)
+        if plan.counts:
+            tokens_per_s, cost_per_hour, _ = milp.totals(plan.counts)
+            result.add((tokens_per_s, cost_per_hour))
+    return sorted(result)

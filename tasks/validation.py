@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,6 +216,9 @@ def load_suite(name: str) -> tuple[dict[str, Any], ...]:
     return tuple(document["expectations"])
 
 
+_GX_LOCK = threading.RLock()
+
+
 @functools.cache
 def _gx() -> tuple[Any, Any]:
     """One ephemeral GX context and pandas datasource per process (GX is slow to start)."""
@@ -262,12 +266,13 @@ def run_expectations(
     suite = ExpectationSuite(name=f"replan-{table}", expectations=suite_configs)
     if len(suite.expectations) != len(suite_configs):
         raise RuntimeError(f"suite for {table}: GX rejected an expectation configuration")
-    batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(
-        suite,
-        result_format={"result_format": "COMPLETE"},
-        expectation_parameters=dict(parameters or {}),
-    )
+    with _GX_LOCK:  # one shared context: GX registers assets and batches on it
+        batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(
+            suite,
+            result_format={"result_format": "COMPLETE"},
+            expectation_parameters=dict(parameters or {}),
+        )
     failures: list[Finding] = []
     warnings: list[Finding] = []
     for item in result.results:
