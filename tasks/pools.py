@@ -17,8 +17,6 @@ One pool per (cloud, region, gpu) offer of a GPU type the inventory lists:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any, Literal
 import pandas as pd
 import yaml
 
+from tasks.files import write_text_atomic
 from tasks.inventory import Inventory, ModelSpec
 
 PriceMode = Literal["spot", "on-demand", "cheapest"]
@@ -200,19 +199,4 @@ def scenario_yaml(scenario: Mapping[str, Any], header: str = "") -> str:
 
 def write_scenario(scenario: Mapping[str, Any], path: str | Path, header: str = "") -> Path:
     """Write `scenario` as YAML atomically (temp file in the same folder, fsync, rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = scenario_yaml(scenario, header)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as temp:
-            temp.write(text)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(path, scenario_yaml(scenario, header))

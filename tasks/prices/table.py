@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from tasks.files import write_text_atomic
 from tasks.prices.schema import PRICE_COLUMNS, PRICE_KEY
 
 _TEXT_COLUMNS = ("source", "cloud", "region", "zone", "instance_type", "gpu")
@@ -88,21 +88,4 @@ def price_table_csv(table: pd.DataFrame) -> str:
 
 def write_price_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write `table` to `path` atomically (temp file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = price_table_csv(table)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        # mkstemp creates 0600; give the result the old file's mode, or the usual 0644
-        os.chmod(temp_name, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as temp:
-            temp.write(text)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(path, price_table_csv(table))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from uuid import UUID
 
+from tasks.files import write_bytes_atomic
 from tasks.report.build import Report
 
 MARKDOWN_FILE = "report.md"
@@ -23,27 +22,12 @@ def write_report(report: Report, directory: str | Path) -> dict[str, Path]:
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written = {
-        "markdown": _write_atomic(target / MARKDOWN_FILE, report.markdown.encode("utf-8")),
-        "html": _write_atomic(target / HTML_FILE, report.html.encode("utf-8")),
+        "markdown": write_bytes_atomic(target / MARKDOWN_FILE, report.markdown.encode("utf-8")),
+        "html": write_bytes_atomic(target / HTML_FILE, report.html.encode("utf-8")),
     }
     for name, png in report.images.items():
-        written[name] = _write_atomic(target / Path(name).name, png)
+        written[name] = write_bytes_atomic(target / Path(name).name, png)
     return written
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes 0600; the report is meant to be read
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def artifact_key(*parts: str) -> str:
