@@ -394,8 +394,6 @@ class StateStore:
         self, max_age: timedelta, *, now: datetime | None = None
     ) -> LastGoodPrices | None:
         """The newest saved price table fetched at most `max_age` ago, or None."""
-        import pandas as pd
-
         now = _utc(now) or _now()
         query = (
             sa.select(schema.prices)
@@ -407,12 +405,25 @@ class StateStore:
             row = conn.execute(query).one_or_none()
         if row is None:
             return None
-        table = pd.read_json(io.StringIO(row.table_json), orient="table")
-        dtypes: dict[str, str] = json.loads(row.dtypes_json)
-        table = table.astype(dtypes) if len(table.columns) else table
         fetched_at = _utc(row.fetched_at)
         assert fetched_at is not None
-        return LastGoodPrices(table, row.prices_hash, fetched_at, now - fetched_at)
+        return LastGoodPrices(_price_table(row), row.prices_hash, fetched_at, now - fetched_at)
+
+    def prices_by_hash(self, prices_hash: str) -> pd.DataFrame | None:
+        """The saved price table with this content hash (e.g. the one behind a run), or None."""
+        query = sa.select(schema.prices).where(schema.prices.c.prices_hash == prices_hash)
+        with self._read() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _price_table(row)
+
+
+def _price_table(row: Any) -> pd.DataFrame:
+    """A saved price table with the dtypes it was saved with."""
+    import pandas as pd
+
+    table = pd.read_json(io.StringIO(row.table_json), orient="table")
+    dtypes: dict[str, str] = json.loads(row.dtypes_json)
+    return table.astype(dtypes) if len(table.columns) else table
 
 
 class PublishSession:

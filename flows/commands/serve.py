@@ -1,0 +1,94 @@
+"""`replan serve`: serve the deployments and their schedules from this one process.
+
+Against `$PREFECT_API_URL` (e.g. a local `prefect server start`), or, when it is unset,
+Prefect's ephemeral API, which lives as long as this process. Stop with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from flows.commands.run import EXIT_INVALID, EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the nightly, manual, on-price-change and watch-prices deployments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--inventory", help="inventory YAML (flow default config/inventory.yaml)")
+    parser.add_argument(
+        "--source", action="append", dest="sources", help="price source (repeatable)"
+    )
+    parser.add_argument("--from", dest="source_location", help="base URL or path for the source")
+    parser.add_argument("--model", action="append", dest="models", help="default: every model")
+    parser.add_argument("--state", dest="state_url", help="state store URL ($REPLAN_STATE_URL)")
+    parser.add_argument("--reports", dest="reports_dir", help="reports folder (default reports)")
+    parser.add_argument("--threshold", dest="switch_threshold", type=float)
+    parser.add_argument("--price-mode", choices=("spot", "on-demand", "cheapest"))
+    parser.add_argument("--max-price-age-days", type=float)
+    parser.add_argument("--dry-run", action="store_true", default=None, help="publish nothing")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most this many runs at once in this process"
+    )
+    parser.set_defaults(func=run)
+
+
+def deployment_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow parameters given on the command line (the rest keep the flow's defaults)."""
+    names = (
+        "inventory",
+        "sources",
+        "source_location",
+        "models",
+        "state_url",
+        "reports_dir",
+        "switch_threshold",
+        "price_mode",
+        "max_price_age_days",
+        "dry_run",
+    )
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+async def _register(deployments: list[Any]) -> list[Any]:
+    """Create the deployments and link the re-planning ones to the shared concurrency limit."""
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import REPLAN_DEPLOYMENTS, share_concurrency_limit
+
+    ids = [await deployment.aapply() for deployment in deployments]
+    async with get_client() as client:
+        replan_ids = [
+            i for d, i in zip(deployments, ids, strict=True) if d.name in REPLAN_DEPLOYMENTS
+        ]
+        await share_concurrency_limit(client, replan_ids)
+    return ids
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect import serve
+
+    from flows.deployments import DeploymentSettings, build_deployments
+
+    try:
+        settings = DeploymentSettings.from_env()
+    except ValueError as exc:
+        print(f"replan serve: {exc}")
+        return EXIT_INVALID
+    deployments = build_deployments(deployment_parameters(args), settings)
+    asyncio.run(_register(deployments))
+    api = os.environ.get("PREFECT_API_URL") or "the ephemeral API (no PREFECT_API_URL)"
+    print(
+        f"replan serve: {len(deployments)} deployments on {api}; nightly at "
+        f"'{settings.nightly_cron}' {settings.timezone}, watch-prices at "
+        f"'{settings.watch_cron}', task runner {settings.task_runner}"
+    )
+    serve(*deployments, limit=args.limit)
+    return EXIT_OK
