@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from solver import scenario_from_dict
 from solver.diff import compare_to_published
@@ -30,6 +31,7 @@ from tasks.validation import ValidationFailed
 DEFAULT_STRATEGIES = ("exact", "iterative", "weighted")
 SNAPSHOT_MAX_AGE_DAYS = 36_500.0  # the bundled snapshot is dated; its age shows in the report
 LIVE_MAX_AGE_DAYS = 7.0
+ABANDONED_AFTER_HOURS = 6.0
 
 
 @flow(name="nightly-replan")
@@ -56,6 +58,8 @@ def nightly_replan(
         strategies.insert(0, "exact")  # the decision is made on the exact plan
     store = StateStore.from_url(state_url)
     store.create_all()
+    # a run still "running" long after any run could take was killed: say so in the record
+    store.fail_abandoned_runs(datetime.now(UTC) - timedelta(hours=ABANDONED_AFTER_HOURS))
     parameters = {
         "inventory": inventory,
         "sources": sources,
@@ -91,9 +95,10 @@ def nightly_replan(
             (m, s): solve_task.submit(scenarios[m], s) for m in model_names for s in strategies
         }
         frontiers = {m: frontier_task.submit(scenarios[m]) for m in model_names}
-        channel, webhook = _channel()
+        channel, webhook = publication_channel()
         results: dict[str, Any] = {}
         reports: dict[str, Report] = {}
+        to_publish: dict[str, int] = {}  # model -> id of its exact plan
         run_dir = Path(reports_dir) / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-run{run_id}"
         for model in model_names:
             scenario_document = scenarios[model].result()
@@ -114,14 +119,17 @@ def nightly_replan(
             reports[model] = report
             results[model] = _model_summary(plans, comparison.decision)
             if comparison.decision.publish and not dry_run:
-                outcome = publish_once(
-                    store,
-                    plan_id=plan_ids["exact"],
-                    channel=channel,
-                    post=_poster(report, webhook, slack_max_attempts, slack_backoff_s),
-                )
-                results[model]["posted"] = outcome.posted
+                to_publish[model] = plan_ids["exact"]
+        # the report is written before posting, so a run whose post fails still leaves it
         report_paths = _write_reports(reports, run_dir)
+        for model, plan_id in to_publish.items():
+            outcome = publish_once(
+                store,
+                plan_id=plan_id,
+                channel=channel,
+                post=_poster(reports[model], webhook, slack_max_attempts, slack_backoff_s),
+            )
+            results[model]["posted"] = outcome.posted
         store.finish_run(run_id, "completed", prices_hash=prices_hash)
         return {
             "run_id": run_id,
@@ -152,7 +160,7 @@ def _digest_or_none(path: str) -> str | None:
         return None
 
 
-def _channel() -> tuple[str, Any]:
+def publication_channel() -> tuple[str, Any]:
     """Slack when a webhook is configured, else the report alone (still recorded once)."""
     webhook = webhook_url_from_settings()
     return ("slack", webhook) if webhook is not None else ("report", None)
@@ -229,7 +237,8 @@ def _poster(report: Report, webhook: Any, max_attempts: int, backoff_s: float):
     return post
 
 
-@task(name="post-to-slack", retries=0)  # post_to_slack retries 429 and 5xx itself
+# post_to_slack retries 429 and 5xx itself; a post is never cached (the URL is not hashable)
+@task(name="post-to-slack", retries=0, cache_policy=NO_CACHE)
 def post_slack_task(webhook: Any, payload: dict, max_attempts: int, backoff_s: float) -> int:
     return post_to_slack(
         webhook, payload, max_attempts=max_attempts, backoff_s=backoff_s

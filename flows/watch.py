@@ -23,11 +23,10 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from flows.replan import LIVE_MAX_AGE_DAYS, SNAPSHOT_MAX_AGE_DAYS
+from flows.replan import LIVE_MAX_AGE_DAYS, SNAPSHOT_MAX_AGE_DAYS, publication_channel
 from tasks.inventory import Inventory
 from tasks.pipeline import fetch_prices_task, load_inventory_task, validate_prices_task
 from tasks.pools import build_pools
-from tasks.slack import webhook_url_from_settings
 from tasks.state import StateStore
 
 EVENT_NAME = "replan.prices.changed"
@@ -234,7 +233,7 @@ def watch_prices(
         max_price_age_days
         or (SNAPSHOT_MAX_AGE_DAYS if prices.source == "snapshot" else LIVE_MAX_AGE_DAYS),
     )
-    channel = "slack" if webhook_url_from_settings() is not None else "report"
+    channel, _ = publication_channel()
     last_hash = newest_completed_prices_hash(store)
     last_table = saved_prices(store, last_hash) if last_hash else None
     changes: list[PriceChange] = []

@@ -10,16 +10,18 @@ from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from solver import scenario_from_dict, solve
 from solver.frontier import frontier
 from tasks.inventory import Inventory
 from tasks.pools import build_pools, build_scenario, per_gpu_prices
 from tasks.prices import fetch_prices
-from tasks.prices.errors import PriceSourceError
+from tasks.prices.errors import MalformedResponse, PriceSourceError
 from tasks.state import StateStore
 from tasks.validation import (
     ValidationFailed,
+    ValidationReport,
     check_inventory_file,
     require_valid,
     validate_pools,
@@ -35,6 +37,9 @@ class PriceInputs:
     source: str
     fetched_at: datetime
     fallback_note: str  # "" when a live source answered
+
+
+LOCAL_SOURCES = frozenset({"file"})  # data the operator supplied: bad content is invalid data
 
 
 class NoPrices(RuntimeError):
@@ -54,20 +59,26 @@ def load_inventory_task(path: str) -> Inventory:
     return inventory
 
 
-@task(name="fetch-prices")
+@task(name="fetch-prices", cache_policy=NO_CACHE)  # the store is no cacheable input
 def fetch_prices_task(
     sources: list[str],
     location: str | None,
     store: StateStore,
     fallback_max_age: timedelta,
 ) -> PriceInputs:
-    """The first source that answers; else the store's last good prices if young enough."""
+    """The first source that answers; else the store's last good prices if young enough.
+
+    A local file that cannot be read as a canonical price table is invalid data, not a source
+    that failed: it stops the run (ValidationFailed) instead of falling back.
+    """
     logger = get_run_logger()
     failures: list[str] = []
     for source in sources:
         try:
             table = fetch_prices(source, location)
         except PriceSourceError as exc:
+            if isinstance(exc, MalformedResponse) and source in LOCAL_SOURCES:
+                raise ValidationFailed(ValidationReport.from_error(source, str(exc))) from None
             logger.warning("price source failed: %s", exc)
             failures.append(str(exc))
             continue

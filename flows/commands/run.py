@@ -27,6 +27,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--reports", dest="reports_dir", default="reports")
     parser.add_argument("--threshold", type=float, default=0.02, help="switch threshold (0.02)")
     parser.add_argument("--price-mode", choices=("spot", "on-demand", "cheapest"), default="spot")
+    parser.add_argument(
+        "--max-price-age-days",
+        type=float,
+        help="freshness limit for prices (default: 7 for live sources, none for the snapshot)",
+    )
+    parser.add_argument(
+        "--fallback-max-age-hours",
+        type=float,
+        default=48.0,
+        help="when every source fails, use saved prices at most this old (48)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="report, but publish nothing")
     parser.set_defaults(func=run)
 
@@ -45,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
             switch_threshold=args.threshold,
             dry_run=args.dry_run,
             price_mode=args.price_mode,
+            max_price_age_days=args.max_price_age_days,
+            fallback_max_age_hours=args.fallback_max_age_hours,
             state_url=args.state_url,
             reports_dir=args.reports_dir,
         )

@@ -43,7 +43,7 @@ def publish_once(
         publication_id = session.mark_pending(plan_id)
         try:
             post(previous)
-        except Exception as exc:
+        except BaseException as exc:  # an interrupt too: the record says why it is pending
             session.mark_failed(publication_id, f"{type(exc).__name__}: {exc}")
             raise
         session.mark_published(publication_id)

@@ -78,8 +78,13 @@ def test_sources(tmp_path: Path) -> None:
     assert missing.status == FAIL and "no such file" in missing.detail
 
 
-def test_prefect_api_unset_warns() -> None:
-    [check] = check_prefect_api()
+def test_prefect_api_unset_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # the session's Prefect test harness, when other tests started it, sets an API URL
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        [check] = check_prefect_api()
     assert check.status == WARN and "prefect server start" in check.fix
 
 
