@@ -22,6 +22,7 @@ TIE_REL = 1e-9  # exact-ratio ties within this relative tolerance: lower cost, t
 MAX_DINKELBACH_ITERATIONS = 100
 TIE_BREAK_MIN_SECONDS = 1.0
 QUICK_REL_GAP = 1e-3  # Dinkelbach steps that only need an improving plan
+PROOF_REL_GAP = 1e-9
 FULL_LISTING_MULTISETS = 20_000  # beyond this, configurations are generated from LP duals
 PRICING_SEARCH_NODES = 5_000_000
 
@@ -133,18 +134,28 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
     best: MilpResult | None = None
     best_ratio = float("inf")
     iterations, proofs = 0, 0
-    proven = False
+    proven = prove_next = False
     while iterations < MAX_DINKELBACH_ITERATIONS:
         iterations += 1
-        result = milp.solve(
-            cost_weight=1.0, throughput_weight=ratio, prove=False, rel_gap=QUICK_REL_GAP
-        )
+        if prove_next:  # the last step was exact: its plan's ratio is most often optimal
+            result = best
+        else:
+            result = milp.solve(
+                cost_weight=1.0, throughput_weight=ratio, prove=False, rel_gap=QUICK_REL_GAP
+            )
         if result.counts and attained and _value(milp, result, ratio) >= 0:
             proofs += 1  # nothing better found quickly: settle F(ratio) exactly
-            result = milp.solve(cost_weight=1.0, throughput_weight=ratio, start=result.counts)
+            _, cost, _ = _totals_k(milp, result.counts)
+            result = milp.solve(
+                cost_weight=1.0,
+                throughput_weight=ratio,
+                start=result.counts,
+                abs_gap=PROOF_REL_GAP * cost,  # F within 1e-9 of the cost: the tie tolerance
+            )
             if result.counts and _value(milp, result, ratio) >= 0:
                 proven = result.status == "optimal"
                 break
+            prove_next = bool(result.counts)
         if not result.counts:
             if best is None or result.status == "infeasible":
                 return result, iterations, {}
