@@ -86,7 +86,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         gaps = ", ".join(
             f"{s} {g:+.1%}" for s, g in result["gap_to_exact"].items() if g is not None
         )
-        action = "posted" if result["posted"] else ("publish" if result["publish"] else "quiet")
+        done = "posted" if summary["channel"] == "slack" else "published (report only)"
+        action = done if result["posted"] else ("publish" if result["publish"] else "quiet")
         lines += [
             f"{model}: {result['status']}  {result['tokens_per_s']:,.0f} tokens/s  "
             f"${result['cost_per_hour']:,.2f}/h  ${result['cost_per_token'] or 0:.3e}/token  "
