@@ -11,7 +11,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from solver import scenario_from_dict
-from solver.diff import compare_to_published
+from solver.diff import compare_to_published, gap_to_exact
 from tasks.pipeline import (
     PriceInputs,
     build_scenario_task,
@@ -203,13 +203,7 @@ def _report(
 
 def _model_summary(plans: dict[str, dict[str, Any]], decision: Any) -> dict[str, Any]:
     exact = plans["exact"]
-    gaps = {
-        s: (p["cost_per_token"] / exact["cost_per_token"] - 1.0)
-        if p.get("cost_per_token") and exact.get("cost_per_token")
-        else None
-        for s, p in plans.items()
-        if s != "exact"
-    }
+    gaps = {s: gap_to_exact(p, exact) for s, p in plans.items() if s != "exact"}
     return {
         "decision": decision.kind,
         "reason": decision.reason,

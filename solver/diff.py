@@ -6,6 +6,7 @@ from the state store and a plan just solved compare alike. Pure: no Prefect, no 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -232,6 +233,14 @@ def cost_per_token_of(plan_json: PlanJson | None) -> float | None:
     if cost_per_hour is None or not tokens_per_s:
         return None
     return cost_per_hour / (SECONDS_PER_HOUR * tokens_per_s)
+
+
+def gap_to_exact(plan_json: PlanJson | None, exact_json: PlanJson | None) -> float | None:
+    """cpt_plan / cpt_exact - 1: how much more a token costs than under the exact plan."""
+    plan_cpt, exact_cpt = cost_per_token_of(plan_json), cost_per_token_of(exact_json)
+    if plan_cpt is None or not exact_cpt or not math.isfinite(plan_cpt * exact_cpt):
+        return None
+    return plan_cpt / exact_cpt - 1.0
 
 
 # -- last night's placement against tonight's scenario ------------------------------------

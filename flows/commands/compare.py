@@ -9,6 +9,7 @@ from typing import Any
 
 from flows.commands.render import describe_plan, format_cost_per_token, format_table
 from solver import STRATEGIES, Scenario, ScenarioError, load_scenario, solve
+from solver.diff import gap_to_exact
 
 EXIT_BAD_INPUT = 2
 
@@ -30,13 +31,6 @@ def applicable_strategies(scenario: Scenario) -> list[str]:
     if scenario.solver.budget_per_hour is None:
         skip.add("max-throughput")
     return [s for s in STRATEGIES if s not in skip]
-
-
-def gap_to_exact(plan: dict[str, Any], exact: dict[str, Any]) -> float | None:
-    """Relative $/token gap of a plan to the exact optimum (0.6 = 60 % more per token)."""
-    if not plan.get("cost_per_token") or not exact.get("cost_per_token"):
-        return None
-    return plan["cost_per_token"] / exact["cost_per_token"] - 1.0
 
 
 def compare(scenario: Scenario) -> list[dict[str, Any]]:

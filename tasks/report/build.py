@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from solver.diff import Decision, PlanDiff, cost_per_token_of
+from solver.diff import Decision, PlanDiff, cost_per_token_of, gap_to_exact
 from tasks.report.blocks import Image, Section, signed_int, signed_pct, usd, usd_per_mtoken
 from tasks.report.chart import ChartPoint, render_chart
 from tasks.report.content import (
@@ -18,7 +18,6 @@ from tasks.report.content import (
     ReportInputs,
     build_sections,
     figure,
-    gap_to_exact,
     headline,
     is_feasible,
     ordered_strategies,

@@ -10,7 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from solver.diff import Decision, PlanDiff, cost_per_token_of, placement_of, pools_of
+from solver.diff import (
+    Decision,
+    PlanDiff,
+    cost_per_token_of,
+    gap_to_exact,
+    placement_of,
+    pools_of,
+)
 from tasks.report.blocks import (
     MISSING,
     Bold,
@@ -77,11 +84,6 @@ def usd_per_day_at_demand(cost_per_token: float | None, demand_tokens_per_s: flo
 def usd_per_day_of_plan(cost_per_hour: float | None) -> float | None:
     """The whole plan's fleet, rented all day."""
     return None if cost_per_hour is None else cost_per_hour * HOURS_PER_DAY
-
-
-def gap_to_exact(plan: Mapping[str, Any] | None, exact: Mapping[str, Any] | None) -> float | None:
-    """cpt_strategy / cpt_exact − 1: how much more a token costs than the exact plan's."""
-    return relative_change(cost_per_token_of(exact), cost_per_token_of(plan))
 
 
 def is_feasible(plan: Mapping[str, Any] | None) -> bool:
