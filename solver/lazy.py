@@ -18,7 +18,7 @@ import highspy
 import numpy as np
 from pyomo.common.tee import capture_output
 
-from solver.milp import KTOKENS, SOLVER_LOCK, MilpResult, PlacementMilp
+from solver.milp import KTOKENS, SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals
 from solver.replicas import (
     ConfigLimitExceeded,
     PricingBound,
@@ -72,7 +72,6 @@ class LazyPlacementMilp:
         self.pricing_seconds = 0.0
         self.solves = 0
         self.lp_solves = 0
-        self.columns_generated = 0
         self._milp: PlacementMilp | None = None
         self._milp_size = 0
         # HiGHS prints a banner on stdout when created
@@ -84,10 +83,7 @@ class LazyPlacementMilp:
     # -- the PlacementMilp interface ----------------------------------------------------------
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
-        tokens = sum(self.configs[i].tokens_per_s * n for i, n in counts.items())
-        cost = sum(self.configs[i].cost_per_hour * n for i, n in counts.items())
-        gpus = sum(self.configs[i].gpus * n for i, n in counts.items())
-        return tokens, cost, gpus
+        return mix_totals(self.configs, counts)
 
     def solve(
         self,
@@ -228,7 +224,6 @@ class LazyPlacementMilp:
         finally:
             self.pricing_seconds += time.perf_counter() - started
         budget.found = self._add(found)
-        self.columns_generated += budget.found
         return budget
 
     def _solve_lp(self, limits: _Limits) -> _LpSolution:

@@ -171,11 +171,15 @@ class PlacementMilp:
         return self
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
-        """(tokens_per_s, cost_per_hour, gpus) of a mix of configurations."""
-        tokens = sum(self.configs[i].tokens_per_s * n for i, n in counts.items())
-        cost = sum(self.configs[i].cost_per_hour * n for i, n in counts.items())
-        gpus = sum(self.configs[i].gpus * n for i, n in counts.items())
-        return tokens, cost, gpus
+        return mix_totals(self.configs, counts)
+
+
+def mix_totals(configs: list[ReplicaConfig], counts: dict[int, int]) -> tuple[float, float, int]:
+    """(tokens_per_s, cost_per_hour, gpus) of a mix of configurations (index -> replicas)."""
+    tokens = sum(configs[i].tokens_per_s * n for i, n in counts.items())
+    cost = sum(configs[i].cost_per_hour * n for i, n in counts.items())
+    gpus = sum(configs[i].gpus * n for i, n in counts.items())
+    return tokens, cost, gpus
 
 
 def _min_defined(*values: float | None) -> float | None:

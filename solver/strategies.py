@@ -45,14 +45,14 @@ def solve(
     started = time.perf_counter()
     milp = placement_model(scenario, columns_on_demand)
     if isinstance(milp, PlacementMilp) and not milp.configs:
-        return _infeasible(scenario, strategy, started, explain_no_replica(scenario))
+        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0)
     configs = milp.configs
     run: Callable[[PlacementMilp], tuple[MilpResult, int, dict]] = _RUNNERS[strategy]
     result, iterations, extra = run(milp)
     if result.status == "unknown":
         return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations)
     if result.status == "infeasible":
-        return _infeasible(scenario, strategy, started, explain_infeasible(milp), iterations)
+        return _no_plan(strategy, started, "infeasible", explain_infeasible(milp), iterations)
     extra = {
         "configurations": len(configs),
         "build_seconds": milp.build_seconds,
@@ -97,12 +97,6 @@ def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int
         stages = tuple(Stage(t.pool.id, t.pool.gpu, t.tp, layers) for t, layers in config.stages)
         replicas.extend([(config.cloud, config.region, stages)] * count)
     return group_replicas(scenario, replicas)
-
-
-def _infeasible(
-    scenario: Scenario, strategy: str, started: float, message: str, iterations: int = 0
-) -> Plan:
-    return _no_plan(strategy, started, "infeasible", message, iterations)
 
 
 def _no_plan(strategy: str, started: float, status: str, message: str, iterations: int) -> Plan:
