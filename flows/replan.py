@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,16 @@ from tasks.pipeline import (
     solve_task,
     validate_prices_task,
 )
-from tasks.report import Report, build_report, combine_reports, publish_artifacts, write_report
-from tasks.slack import build_message, post_to_slack, webhook_url_from_settings
+from tasks.report import (
+    Report,
+    build_report,
+    chart_file_name,
+    combine_reports,
+    publish_artifacts,
+    report_links,
+    write_report,
+)
+from tasks.slack import post_to_slack, webhook_url_from_settings
 from tasks.state import PublishedPlan, StateStore, publish_once, stable_hash
 from tasks.validation import ValidationFailed
 
@@ -100,22 +110,28 @@ def nightly_replan(
         reports: dict[str, Report] = {}
         to_publish: dict[str, int] = {}  # model -> id of its exact plan
         run_dir = Path(reports_dir) / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-run{run_id}"
+        rebuild: dict[str, Callable[[PublishedPlan | None], tuple[Report, Any]]] = {}
+        built_against: dict[str, PublishedPlan | None] = {}
         for model in model_names:
             scenario_document = scenarios[model].result()
             plans = {s: solving[(model, s)].result() for s in strategies}
             plan_ids = store.record_plans(run_id, model, plans)
-            published = store.last_published(model, channel)
-            report, comparison = _report(
+            published = built_against[model] = store.last_published(model, channel)
+            # the report again against another publication state (a concurrent run's post)
+            rebuild[model] = partial(
+                _report,
                 model,
                 scenario_document,
                 plans,
-                published,
-                frontiers[model].result(),
-                prices,
-                previous_prices.table if previous_prices else None,
-                price_mode,
-                switch_threshold,
+                frontier=frontiers[model].result(),
+                prices=prices,
+                previous_prices=previous_prices.table if previous_prices else None,
+                price_mode=price_mode,
+                threshold=switch_threshold,
+                dry_run=dry_run,
+                run_dir=run_dir,
             )
+            report, comparison = rebuild[model](published)
             reports[model] = report
             results[model] = _model_summary(plans, comparison.decision)
             if comparison.decision.publish and not dry_run:
@@ -123,13 +139,16 @@ def nightly_replan(
         # the report is written before posting, so a run whose post fails still leaves it
         report_paths = _write_reports(reports, run_dir)
         for model, plan_id in to_publish.items():
-            outcome = publish_once(
-                store,
-                plan_id=plan_id,
-                channel=channel,
-                post=_poster(reports[model], webhook, slack_max_attempts, slack_backoff_s),
-            )
-            results[model]["posted"] = outcome.posted
+            posted, decision = _publish_model(
+                store, model, plan_id, channel, reports, rebuild[model], built_against[model],
+                webhook, slack_max_attempts, slack_backoff_s,
+            )  # fmt: skip
+            results[model]["posted"] = posted
+            if decision is not None:  # rebuilt against a concurrent run's publication
+                results[model].update(
+                    decision=decision.kind, reason=decision.reason, publish=decision.publish
+                )
+                report_paths = _write_reports(reports, run_dir)
         store.finish_run(run_id, "completed", prices_hash=prices_hash)
         return {
             "run_id": run_id,
@@ -176,6 +195,8 @@ def _report(
     previous_prices: Any,
     price_mode: str,
     threshold: float,
+    dry_run: bool = False,
+    run_dir: Path | None = None,
 ) -> tuple[Report, Any]:
     scenario = scenario_from_dict(scenario_document, source=f"scenario of {model}")
     previous_plan = published.plan if published else None
@@ -194,9 +215,17 @@ def _report(
         comparison.diff,
         comparison.decision,
         frontier,
-        price_moves(previous_prices, prices.table, price_mode),
+        # None: no earlier prices, which the report says instead of "no price moved"
+        price_moves(previous_prices, prices.table, price_mode)
+        if previous_prices is not None
+        else None,
         freshness,
         scenario.solver.demand_tokens_per_s,
+        dry_run=dry_run,
+        links=report_links(run_dir, chart_file_name(model), flow_run_id=_flow_run_id())
+        if run_dir is not None
+        else None,
+        pool_tokens_per_s={pool.id: pool.tokens_per_s for pool in scenario.pools},
     )
     return report, comparison
 
@@ -218,17 +247,49 @@ def _model_summary(plans: dict[str, dict[str, Any]], decision: Any) -> dict[str,
     }
 
 
-def _poster(report: Report, webhook: Any, max_attempts: int, backoff_s: float):
-    """The post step of `publish_once`: Slack (raises unless it answered 200), or nothing."""
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
+def _publish_model(
+    store: StateStore,
+    model: str,
+    plan_id: int,
+    channel: str,
+    reports: dict[str, Report],
+    rebuild: Callable[[PublishedPlan | None], tuple[Report, Any]],
+    built_against: PublishedPlan | None,
+    webhook: Any,
+    max_attempts: int,
+    backoff_s: float,
+) -> tuple[bool, Any]:
+    """`publish_once` with the report made against the publication it finds under the lock.
+
+    The report was built against `built_against`, the channel's last publication as read
+    before; a concurrent run may have published since. Then the report is rebuilt against what the
+    channel shows now (in `reports[model]`) and that one is posted, or, when the channel
+    already shows this plan, kept as the run's report. Returns (posted, the rebuilt
+    decision or None when the first report stood).
+    """
+    seen = built_against.publication_id if built_against else None
+    rebuilt: list[Any] = []
+
+    def against(previous: PublishedPlan | None) -> None:
+        if (previous.publication_id if previous else None) != seen:
+            reports[model], comparison = rebuild(previous)
+            rebuilt.append(comparison.decision)
 
     def post(previous: PublishedPlan | None) -> None:
-        del previous  # the report already holds the diff against the published plan
-        if webhook is None:
-            return
-        payload = build_message(report.title, report.slack_sections)
-        post_slack_task(webhook, payload, max_attempts, backoff_s)
+        against(previous)
+        if webhook is not None:
+            post_slack_task(webhook, reports[model].slack_payload(), max_attempts, backoff_s)
 
-    return post
+    outcome = publish_once(store, plan_id=plan_id, channel=channel, post=post)
+    if not outcome.posted:
+        against(outcome.previous)
+    return outcome.posted, rebuilt[-1] if rebuilt else None
 
 
 # post_to_slack retries 429 and 5xx itself; a post is never cached (the URL is not hashable)

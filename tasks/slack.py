@@ -28,6 +28,8 @@ MAX_HEADER_CHARS = 150
 MAX_FIELD_CHARS = 2000
 MAX_FIELDS_PER_SECTION = 10
 MAX_BLOCKS = 50
+MAX_IMAGE_URL_CHARS = 3000
+MAX_IMAGE_ALT_CHARS = 2000
 MAX_FALLBACK_CHARS = 3000
 PERMANENT_STATUSES = frozenset({400, 403, 404, 410})
 _ELLIPSIS = "…"
@@ -188,12 +190,15 @@ def build_message(
     fields: Mapping[str, str] | None = None,
     fallback_text: str | None = None,
     footer: str | None = None,
+    images: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """A Block Kit payload: header, fields, mrkdwn sections, footer, and a plain `text`.
+    """A Block Kit payload: header, fields, mrkdwn sections, images, footer, a plain `text`.
 
     Sections longer than 3,000 characters are split; past 50 blocks the rest is dropped and
     the last block says how many were left out. `fallback_text` (default: the title) shows in
-    notifications and clients that cannot render blocks.
+    notifications and clients that cannot render blocks. `images` are (public https URL, alt
+    text): an incoming webhook cannot upload a file, so Slack must fetch the image itself;
+    other URLs are left out.
     """
     head: list[dict[str, Any]] = [
         {
@@ -215,7 +220,15 @@ def build_message(
     body = [
         _section(chunk) for text in sections if text.strip() for chunk in split_section_text(text)
     ]
-    tail: list[dict[str, Any]] = []
+    tail: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "image_url": url,
+            "alt_text": truncate(alt or "image", MAX_IMAGE_ALT_CHARS),
+        }
+        for url, alt in images
+        if url.startswith(("https://", "http://")) and len(url) <= MAX_IMAGE_URL_CHARS
+    ]
     if footer:
         tail.append({"type": "context", "elements": [_mrkdwn(truncate(footer, MAX_SECTION_CHARS))]})
     room = MAX_BLOCKS - len(head) - len(tail)

@@ -28,6 +28,7 @@ class Paragraph:
 @dataclass(frozen=True)
 class Bullets:
     items: tuple[Paragraph, ...]
+    ordered: bool = False  # numbered steps
 
 
 @dataclass(frozen=True)

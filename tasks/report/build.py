@@ -6,26 +6,33 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from solver.diff import Decision, PlanDiff, cost_per_token_of, gap_to_exact
-from tasks.report.blocks import Image, Section, signed_int, signed_pct, usd, usd_per_mtoken
+from tasks.report.blocks import Image, Section, signed_pct, usd
 from tasks.report.chart import ChartPoint, render_chart
 from tasks.report.content import (
     CHART_FILE,
+    STRATEGY_NOTE,
     ReportInputs,
+    ReportLinks,
     build_sections,
     figure,
+    framing,
     headline,
     is_feasible,
+    moves_that_matter,
     ordered_strategies,
     price_moves_from,
+    steps,
     usd_per_day_at_demand,
+    warnings,
 )
 from tasks.report.render import render_html_body, render_markdown, wrap_html
-from tasks.slack import escape_mrkdwn
+from tasks.slack import build_message, escape_mrkdwn
 
 MAX_SLACK_LIST = 6  # replica changes and price moves listed in Slack before "… more"
 
@@ -49,6 +56,17 @@ class Report:
     publish: bool
     sections: list[Section] = field(default_factory=list)
     parts: tuple[Report, ...] = ()  # the per-model reports of a combined report
+    chart_url: str | None = None  # a public URL of the chart: Slack shows it as an image
+
+    def slack_payload(self) -> dict[str, Any]:
+        """The Block Kit message: the title, the sections, the chart when it has a public URL."""
+        urls = [p.chart_url for p in self.parts] if self.parts else [self.chart_url]
+        return build_message(
+            self.title,
+            self.slack_sections,
+            fallback_text=self.title,
+            images=[(url, "cost per hour against tokens/s") for url in urls if url],
+        )
 
     @property
     def chart_png(self) -> bytes:
@@ -62,6 +80,11 @@ class Report:
         return render_markdown(self.title, self.sections, include_images=False)
 
 
+def chart_file_name(model_name: str) -> str:
+    """The chart's file name: the whole model name, never cut."""
+    return f"chart-{_slug(model_name)}.png"
+
+
 def build_report(
     model_name: str,
     plans: Mapping[str, Mapping[str, Any]],
@@ -72,14 +95,20 @@ def build_report(
     price_moves: pd.DataFrame | Sequence[Mapping[str, Any]] | None,
     freshness: Mapping[str, Any],
     demand_tokens_per_s: float,
+    *,
+    dry_run: bool = False,
+    links: ReportLinks | None = None,
+    pool_tokens_per_s: Mapping[str, float] | None = None,
+    now: datetime | None = None,
 ) -> Report:
     """The report of one model: sections rendered to Markdown and HTML, a chart, Slack text.
 
     `plans` maps strategy → plan JSON (exact, iterative, weighted); `previous` is the last
     published plan JSON (None on the first run); `frontier` lists (tokens_per_s,
     cost_per_hour) of best plans; `price_moves` rows hold pool, gpu, old and new
-    price_per_gpu_hour (or pct, in percent); `freshness` holds source, fetched_at, age and a
-    fallback note.
+    price_per_gpu_hour (or pct, in percent), None when no earlier run's prices exist;
+    `freshness` holds source, fetched_at, age and a fallback note; `links` the report's and
+    the Prefect run's URLs; `pool_tokens_per_s` the single-GPU tokens/s of tonight's pools.
     """
     inputs = ReportInputs(
         model_name=model_name,
@@ -90,10 +119,16 @@ def build_report(
         price_moves=price_moves_from(price_moves),
         freshness=freshness,
         demand_tokens_per_s=demand_tokens_per_s,
+        dry_run=dry_run,
+        links=links or ReportLinks(),
+        pool_tokens_per_s=pool_tokens_per_s,
+        earlier_prices=price_moves is not None,
+        now=now,
     )
     title = f"replan — {model_name}: {headline(inputs)}"
-    sections = build_sections(inputs)
-    images = {CHART_FILE: _chart(inputs, frontier)}
+    chart_file = chart_file_name(model_name)
+    sections = build_sections(inputs, chart_file)
+    images = {chart_file: _chart(inputs, frontier)}
     return Report(
         title=title,
         markdown=render_markdown(title, sections),
@@ -103,10 +138,12 @@ def build_report(
         table_rows=table_rows(inputs),
         publish=decision.publish,
         sections=sections,
+        chart_url=inputs.links.chart_url,
     )
 
 
-def _chart(inputs: ReportInputs, frontier: Sequence[tuple[float, float]]) -> bytes:
+def chart_points(inputs: ReportInputs) -> list[ChartPoint]:
+    """Every plan the chart shows: each strategy's feasible plan and last night's plan."""
     points = []
     for strategy in ordered_strategies(inputs.plans):
         plan = inputs.plans[strategy]
@@ -120,11 +157,15 @@ def _chart(inputs: ReportInputs, frontier: Sequence[tuple[float, float]]) -> byt
     prev_t, prev_c, _ = inputs.previous_tonight()
     if prev_t and prev_c:
         points.append(ChartPoint("last night's plan", prev_t, prev_c, "o", "#2c3e50"))
+    return points
+
+
+def _chart(inputs: ReportInputs, frontier: Sequence[tuple[float, float]]) -> bytes:
     exact_cpt = cost_per_token_of(inputs.exact) if is_feasible(inputs.exact) else None
     return render_chart(
         inputs.model_name,
         frontier,
-        points,
+        chart_points(inputs),
         demand_tokens_per_s=inputs.demand_tokens_per_s,
         iso_cost_per_token=[exact_cpt] if exact_cpt else [],
     )
@@ -137,65 +178,60 @@ def _m(text: Any) -> str:
     return escape_mrkdwn(str(text))
 
 
+def _link(url: str, text: str) -> str:
+    """A Slack link for http(s) URLs, the path as code otherwise (a file is not clickable)."""
+    if url.startswith(("https://", "http://")):
+        return f"<{url.replace('|', '%7C').replace('>', '%3E')}|{text}>"
+    return f"{text}: `{_m(url)}`"
+
+
 def slack_sections(inputs: ReportInputs) -> list[str]:
-    """Concise mrkdwn for `tasks.slack.build_message`: decision, cost, changes, gap, data."""
-    decision, diff = inputs.decision, inputs.diff
-    verb = "Publish" if decision.publish else "Keep the published plan"
-    reason = "current plan infeasible" if decision.kind == "infeasible" else decision.reason
-    lines = [f"*{_m(inputs.model_name)}* — *{verb}*: {_m(reason)}"]
+    """Concise mrkdwn for `tasks.slack.build_message`: warnings, decision, both comparisons,
+    the steps, the gap to exact, the data, and the links."""
+    decision = inputs.decision
+    sections = []
+    notes = warnings(inputs)
+    if notes:
+        sections.append("\n".join(f":warning: *{_m(n)}*" for n in notes))
+    head = [f"*{_m(inputs.model_name)}* — *{_m(headline(inputs))}*"]
+    head += [f"• {_m(line)}" for line in framing(inputs)]
     if decision.kind == "infeasible":
-        lines += [f"• {_m(v)}" for v in decision.violations[:MAX_SLACK_LIST]]
-    sections = ["\n".join(lines)]
-
+        head += [f"• {_m(v)}" for v in decision.violations[:MAX_SLACK_LIST]]
     demand = inputs.demand_tokens_per_s
-    _, prev_c, prev_cpt = inputs.previous_tonight()
-    exact = inputs.exact
-    now_cpt = cost_per_token_of(exact) if is_feasible(exact) else None
-    now_c = figure(exact, "cost_per_hour")
-    arrow = "→"
-    sections.append(
-        f"*$ per million tokens* {usd_per_mtoken(prev_cpt)} {arrow} {usd_per_mtoken(now_cpt)}"
-        f"   *$/day at {demand:,.0f} tokens/s* {usd(usd_per_day_at_demand(prev_cpt, demand))}"
-        f" {arrow} {usd(usd_per_day_at_demand(now_cpt, demand))}"
-        f"   *$/hour* {usd(prev_c)} {arrow} {usd(now_c)}"
-        f"\n_last night's placement at tonight's prices {arrow} tonight's exact plan;"
-        f" $/day at demand = $/token × demand × 86,400 s_"
+    now_cpt = inputs.tonight_cost_per_token()
+    head.append(
+        f"• $/day at the demand ({demand:,.0f} tokens/s): "
+        f"{usd(usd_per_day_at_demand(now_cpt, demand))} tonight"
     )
+    sections.append("\n".join(head))
 
-    if diff.changed:
-        changes = [f"+{c.count} × {_m(c.describe())}" for c in diff.added] + [
-            f"−{c.count} × {_m(c.describe())}" for c in diff.removed
-        ]
-        shown = changes[:MAX_SLACK_LIST]
-        if len(changes) > len(shown):
-            shown.append(f"… {len(changes) - len(shown)} more")
-        gpus = ", ".join(
-            f"{_m(gpu)} {diff.gpus_by_type_before.get(gpu, 0)}{arrow}"
-            f"{diff.gpus_by_type_after.get(gpu, 0)} ({signed_int(delta)})"
-            for gpu, delta in diff.gpus_by_type_delta.items()
-        )
-        sections.append("*Replicas*\n" + "\n".join(shown) + (f"\n*GPUs* {gpus}" if gpus else ""))
+    todo = steps(inputs)
+    shown = todo[:MAX_SLACK_LIST]
+    lines = [f"{n}. {_m(step)}" for n, step in enumerate(shown, start=1)]
+    if len(todo) > len(shown):
+        lines.append(f"… {len(todo) - len(shown)} more step(s) in the report")
+    sections.append("*What to do*\n" + "\n".join(lines))
 
     gaps = [
-        f"{strategy} {signed_pct(gap_to_exact(inputs.plans[strategy], exact))}"
+        f"{strategy} {signed_pct(gap_to_exact(inputs.plans[strategy], inputs.exact))}"
         for strategy in ("iterative", "weighted")
-        if is_feasible(inputs.plans.get(strategy)) and is_feasible(exact)
+        if is_feasible(inputs.plans.get(strategy)) and is_feasible(inputs.exact)
     ]
     if gaps:
         sections.append(
-            f"*Gap to exact ($/token)* {', '.join(gaps)} — a weighted objective cannot "
-            "minimise $/token (the seed's lesson)."
+            f"*Gap to the exact strategy ($/token)* {', '.join(gaps)}. "
+            + _m(STRATEGY_NOTE.split(": ", 1)[1][:1].upper() + STRATEGY_NOTE.split(": ", 1)[1][1:])
         )
 
-    moves = sorted(
-        (m for m in inputs.price_moves if m.change is not None and m.change != 0),
-        key=lambda m: -abs(m.change or 0.0),
-    )[:3]
     data = []
-    if moves:
-        data.append(
-            "*Price moves* " + ", ".join(f"{_m(m.pool)} {signed_pct(m.change)}" for m in moves)
-        )
+    if not inputs.earlier_prices:
+        data.append("*Price moves* none to show: no earlier run's prices")
+    else:
+        kept, hidden = moves_that_matter(inputs)
+        if kept or hidden:
+            moved = ", ".join(f"{_m(m.pool)} {signed_pct(m.change)}" for m, _ in kept[:3])
+            more = f" ({hidden} move(s) that do not matter hidden)" if hidden else ""
+            data.append(f"*Price moves* {moved or 'none that matter'}{more}")
     if inputs.freshness:
         fresh = ", ".join(
             f"{_m(k)} {_m(v)}"
@@ -206,6 +242,15 @@ def slack_sections(inputs: ReportInputs) -> list[str]:
             data.append(f"*Data* {fresh}")
     if data:
         sections.append("\n".join(data))
+
+    links = inputs.links
+    shown_links = [
+        _link(url, text)
+        for url, text in ((links.report_url, "Full report"), (links.run_url, "Prefect run"))
+        if url
+    ]
+    if shown_links:
+        sections.append(" · ".join(shown_links))
     return sections
 
 
@@ -274,10 +319,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "model"
 
 
-def _renamed_images(report: Report, index: int) -> tuple[list[Section], dict[str, bytes]]:
-    """The report's sections and images with file names unique within a combined report."""
-    prefix = f"{index + 1:02d}-{_slug(report.title)[:40]}-"
-    names = {name: prefix + name for name in report.images}
+def _renamed_images(
+    report: Report, index: int, parts: Sequence[Report]
+) -> tuple[list[Section], dict[str, bytes]]:
+    """The report's sections and images; a file name another part also uses gets a prefix."""
+    elsewhere = {n for i, p in enumerate(parts) if i != index for n in p.images}
+    names = {n: f"{index + 1:02d}-{n}" if n in elsewhere else n for n in report.images}
     sections = [
         replace(
             section,
@@ -294,7 +341,7 @@ def _renamed_images(report: Report, index: int) -> tuple[list[Section], dict[str
 def _combined_markdown(title: str, parts: Sequence[Report], include_images: bool) -> str:
     body = [f"# {title}"]
     for index, part in enumerate(parts):
-        sections, _ = _renamed_images(part, index)
+        sections, _ = _renamed_images(part, index, parts)
         body.append(render_markdown(part.title, sections, level=2, include_images=include_images))
     return "\n\n".join(body) + "\n"
 
@@ -311,7 +358,7 @@ def combine_reports(reports: Sequence[Report], title: str | None = None) -> Repo
     images: dict[str, bytes] = {}
     html_parts = []
     for index, report in enumerate(reports):
-        sections, renamed = _renamed_images(report, index)
+        sections, renamed = _renamed_images(report, index, reports)
         images.update(renamed)
         html_parts.append(render_html_body(report.title, sections, renamed, level=2))
     body = f"<h1>{html.escape(title)}</h1>\n" + "\n<hr>\n".join(html_parts)

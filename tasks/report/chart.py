@@ -1,4 +1,4 @@
-"""The report's chart: cost per hour against tokens/s, the frontier and the picks, as a PNG."""
+"""The report's chart: cost per hour against tokens/s, the frontier and the plans, as a PNG."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 SECONDS_PER_HOUR = 3600.0
 LOG_SCALE_SPAN = 30.0  # switch both axes to log when the values span more than this factor
+FRONTIER_LABEL = "frontier: least cost found for each throughput"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,40 @@ class ChartPoint:
     filled: bool = False
 
 
+def frontier_line(
+    frontier: Sequence[tuple[float, float]], points: Sequence[ChartPoint] = ()
+) -> list[tuple[float, float]]:
+    """The frontier the chart draws: the plans no other plan beats (as much throughput or more
+    for no more cost), from the sampled frontier and every plan shown, by growing throughput.
+
+    The sampled frontier holds min-cost plans at a few throughput demands only: a plan between
+    two samples (tonight's exact plan, typically) can reach its throughput for less than the
+    next sample costs. Adding the shown plans keeps every one of them on or above the line.
+    """
+    candidates = sorted(
+        {(t, c) for t, c in frontier if t > 0 and c > 0}
+        | {
+            (p.tokens_per_s, p.cost_per_hour)
+            for p in points
+            if p.tokens_per_s > 0 and p.cost_per_hour > 0
+        },
+        key=lambda tc: (-tc[0], tc[1]),
+    )
+    line: list[tuple[float, float]] = []
+    for tokens_per_s, cost_per_hour in candidates:  # by throughput, highest first
+        if not line or cost_per_hour < line[-1][1]:
+            line.append((tokens_per_s, cost_per_hour))
+    return line[::-1]
+
+
+def cost_on_frontier(line: Sequence[tuple[float, float]], tokens_per_s: float) -> float | None:
+    """The drawn frontier's cost at a throughput (the step's "pre" value); None beyond it."""
+    for t, c in line:
+        if t >= tokens_per_s:
+            return c
+    return None
+
+
 def render_chart(
     title: str,
     frontier: Sequence[tuple[float, float]],
@@ -35,11 +70,32 @@ def render_chart(
     demand_tokens_per_s: float = 0.0,
     iso_cost_per_token: Sequence[float] = (),
 ) -> bytes:
-    """PNG bytes: frontier as a step line, one marker per plan, iso-$/token lines, demand."""
+    """PNG bytes of `chart_figure`."""
+    figure = chart_figure(
+        title,
+        frontier,
+        points,
+        demand_tokens_per_s=demand_tokens_per_s,
+        iso_cost_per_token=iso_cost_per_token,
+    )
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def chart_figure(
+    title: str,
+    frontier: Sequence[tuple[float, float]],
+    points: Sequence[ChartPoint],
+    *,
+    demand_tokens_per_s: float = 0.0,
+    iso_cost_per_token: Sequence[float] = (),
+) -> Figure:
+    """Frontier as a step line, one marker per plan, iso-$/token lines, demand."""
     figure = Figure(figsize=(8.0, 5.0), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    front = sorted((t, c) for t, c in frontier if t > 0 and c > 0)
+    front = frontier_line(frontier, points)
     xs = [t for t, _ in front] + [p.tokens_per_s for p in points if p.tokens_per_s > 0]
     ys = [c for _, c in front] + [p.cost_per_hour for p in points if p.cost_per_hour > 0]
     log = _spans(xs) or _spans(ys)
@@ -51,9 +107,11 @@ def render_chart(
             where="pre",
             color="#888888",
             linewidth=1.5,
-            label="frontier of best plans",
+            label=FRONTIER_LABEL,
         )
-        axes.plot([t for t, _ in front], [c for _, c in front], ".", color="#888888")
+        samples = {(float(t), float(c)) for t, c in frontier}
+        sampled = [(t, c) for t, c in front if (t, c) in samples]
+        axes.plot([t for t, _ in sampled], [c for _, c in sampled], ".", color="#888888")
     if xs and ys:
         _iso_lines(axes, xs, ys, iso_cost_per_token, log)
     if demand_tokens_per_s > 0:
@@ -70,7 +128,7 @@ def render_chart(
     for point in points:
         if point.tokens_per_s <= 0 or point.cost_per_hour <= 0:
             continue
-        # Hollow markers over one filled one: picks that coincide stay visible.
+        # Hollow markers over one filled one: plans that coincide stay visible.
         axes.plot(
             point.tokens_per_s,
             point.cost_per_hour,
@@ -93,9 +151,7 @@ def render_chart(
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=8, loc="lower right")  # plans sit above the best iso-line
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+    return figure
 
 
 def _plain(text: str) -> str:

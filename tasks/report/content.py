@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -18,6 +18,7 @@ from solver.diff import (
     placement_of,
     pools_of,
 )
+from solver.plan import Stage
 from tasks.report.blocks import (
     MISSING,
     Bold,
@@ -40,13 +41,42 @@ SECONDS_PER_DAY = 86_400.0
 HOURS_PER_DAY = 24.0
 CHART_FILE = "chart.png"
 MAX_PRICE_ROWS = 20
+PRICE_MOVE_MIN = 0.01  # relative: smaller price moves are hidden from the report
+STALE_AFTER_DAYS = 2.0  # prices older than this are flagged at the top of the report
 STRATEGY_ORDER = ("exact", "iterative", "weighted", "min-cost", "max-throughput")
-SEED_LESSON = (
-    "The seed's lesson: a weighted objective, max (1−w)·T/T_norm − w·C/C_norm, trades "
-    "throughput against cost along the Pareto frontier and cannot find the plan of least "
-    "$/token = C/T; the iterative budget loop only approaches it. Only the exact fractional "
-    "solve minimises $/token."
+STRATEGY_NOTE = (
+    "Why the strategies differ: the weighted strategy maximises (1−w)·T/T_norm − w·C/C_norm, "
+    "which trades throughput against cost and cannot find the plan of least $/token = C/T; "
+    "the iterative strategy's budget loop only approaches it. Only the exact strategy "
+    "minimises $/token."
 )
+STAGE_LEGEND = (
+    "How to read a replica: each stage names its pool, the GPUs it uses and the model layers it "
+    "holds. TP (tensor parallelism) is the number of GPUs that share each of the stage's layers; "
+    "a replica with several stages runs them as a pipeline, in the order shown."
+)
+
+
+def gpu_count(count: int) -> str:
+    return f"{count} GPU" if count == 1 else f"{count} GPUs"
+
+
+def describe_stages(stages: Sequence[Stage]) -> str:
+    """e.g. `lab/east/V100: 1 GPU (TP 1), 32 layers` (stages joined by ` → `)."""
+    return " → ".join(f"{s.pool}: {gpu_count(s.tp)} (TP {s.tp}), {s.layers} layers" for s in stages)
+
+
+def replicas(count: int) -> str:
+    return f"{count} replica" if count == 1 else f"{count} replicas"
+
+
+@dataclass(frozen=True)
+class ReportLinks:
+    """Where the reader finds more: the report, the Prefect run, a public chart image."""
+
+    report_url: str | None = None  # an http(s) URL or a file path
+    run_url: str | None = None
+    chart_url: str | None = None  # set only when the report is served at a public base URL
 
 
 @dataclass(frozen=True)
@@ -164,6 +194,12 @@ class ReportInputs:
     price_moves: list[PriceMove]
     freshness: Mapping[str, Any]
     demand_tokens_per_s: float
+    dry_run: bool = False
+    links: ReportLinks = ReportLinks()
+    # single-GPU tokens/s per pool of tonight's scenario: finds pools that would beat the plan
+    pool_tokens_per_s: Mapping[str, float] | None = None
+    earlier_prices: bool = True  # False: no earlier run's prices to compare with
+    now: datetime | None = None  # for the data's age; default: the current time
 
     @property
     def exact(self) -> Mapping[str, Any] | None:
@@ -180,19 +216,147 @@ class ReportInputs:
             self.diff.cost_per_token_before,
         )
 
+    def tonight_cost_per_token(self) -> float | None:
+        return cost_per_token_of(self.exact) if is_feasible(self.exact) else None
+
 
 def headline(inputs: ReportInputs) -> str:
-    """One line: what happens tonight."""
+    """One line: what happens tonight, with both comparisons when the plan switches."""
     decision = inputs.decision
-    verb = "publish" if decision.publish else "keep the published plan"
-    # The violations are listed in the report; a title (and Slack header) stays short.
-    reason = "current plan infeasible" if decision.kind == "infeasible" else decision.reason
-    return f"{verb} ({reason})"
+    if decision.kind == "initial":
+        cpt = usd_per_mtoken(inputs.tonight_cost_per_token())
+        text = f"publish the first plan, {cpt} per M tokens"
+    elif decision.kind == "infeasible":
+        text = "switch plan: the running plan no longer fits tonight's prices and quotas"
+    elif decision.publish:
+        published = cost_per_token_of(inputs.previous)
+        now = inputs.tonight_cost_per_token()
+        _, _, kept = inputs.previous_tonight()
+        text = (
+            f"switch plan: {usd_per_mtoken(published)} → {usd_per_mtoken(now)} per million "
+            f"tokens vs published ({signed_pct(relative_change(published, now))}); "
+            f"{_saving_words(kept, now)} keeping last night's plan"
+        )
+    elif decision.kind == "unchanged":
+        text = "keep the running plan (tonight's plan is the same)"
+    elif decision.kind == "below-threshold":
+        text = f"keep the running plan (a switch would save less than {decision.threshold:.0%})"
+    else:
+        # The violations are listed in the report; a title (and Slack header) stays short.
+        text = "keep the running plan (no feasible plan tonight)"
+    return ("DRY RUN, nothing published: " if inputs.dry_run else "") + text
+
+
+def _saving_words(before: float | None, after: float | None) -> str:
+    change = relative_change(before, after)
+    if change is None:
+        return "no figure for"
+    if change <= 0:
+        return f"{-change * 100:.1f}% cheaper than"
+    return f"{change * 100:.1f}% dearer than"
+
+
+def data_age_days(inputs: ReportInputs) -> float | None:
+    """Age of the prices in days, from `freshness['fetched_at']`."""
+    fetched = inputs.freshness.get("fetched_at") if inputs.freshness else None
+    if isinstance(fetched, str):
+        try:
+            fetched = datetime.fromisoformat(fetched.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(fetched, datetime):
+        return None
+    if fetched.tzinfo is None:
+        fetched = fetched.replace(tzinfo=UTC)
+    now = inputs.now or datetime.now(UTC)
+    return (now - fetched).total_seconds() / SECONDS_PER_DAY
+
+
+def warnings(inputs: ReportInputs) -> list[str]:
+    """What the reader must know before trusting the numbers: dry run, stale or fallback data."""
+    found = []
+    if inputs.dry_run:
+        found.append(
+            "Dry run: nothing was published; the steps below are what a real run would do."
+        )
+    age = data_age_days(inputs)
+    if age is not None and age > STALE_AFTER_DAYS:
+        source = inputs.freshness.get("source", "the price source")
+        found.append(
+            f"Stale prices: the prices ({source}) are {age:,.0f} days old; the plan is cheapest "
+            "at those prices, not necessarily at today's."
+        )
+    fallback = str(inputs.freshness.get("fallback") or "") if inputs.freshness else ""
+    if fallback and not fallback.startswith("none"):
+        found.append(f"Fallback prices: {fallback}.")
+    return found
+
+
+def framing(inputs: ReportInputs) -> list[str]:
+    """Tonight's cost against what was published, and against keeping last night's plan."""
+    now_cpt = inputs.tonight_cost_per_token()
+    now_c = figure(inputs.exact, "cost_per_hour") if is_feasible(inputs.exact) else None
+    if inputs.previous is None:
+        return [
+            f"Tonight's plan: {usd_per_mtoken(now_cpt)} per million tokens, {usd(now_c)} per "
+            "hour. No plan was published before."
+        ]
+    published_cpt = cost_per_token_of(inputs.previous)
+    published_c = figure(inputs.previous, "cost_per_hour")
+    _, kept_c, kept_cpt = inputs.previous_tonight()
+    change = relative_change(published_cpt, now_cpt)
+    bill = (
+        "" if change is None else (" (the bill goes up)" if change > 0 else " (the bill goes down)")
+    )
+    return [
+        f"Against what was published: {usd_per_mtoken(published_cpt)} → "
+        f"{usd_per_mtoken(now_cpt)} per million tokens ({signed_pct(change)}), "
+        f"{usd(published_c)} → {usd(now_c)} per hour{bill}.",
+        f"Against keeping last night's plan at tonight's prices: {usd_per_mtoken(kept_cpt)} → "
+        f"{usd_per_mtoken(now_cpt)} per million tokens "
+        f"({signed_pct(relative_change(kept_cpt, now_cpt))}), "
+        f"{usd(kept_c)} → {usd(now_c)} per hour.",
+    ]
+
+
+def steps(inputs: ReportInputs) -> list[str]:
+    """From the running fleet (the published plan) to tonight's plan: launch, then drain."""
+    decision, diff = inputs.decision, inputs.diff
+    if decision.kind == "no-plan":
+        return [
+            "Nothing to change: keep the running fleet. No feasible plan tonight; check quotas."
+        ]
+    if not decision.publish or not diff.changed:
+        return ["Nothing to change: keep the running fleet (the published plan)."]
+    found = [
+        f"Launch {replicas(c.count)} of {describe_stages(c.stages)} "
+        f"({gpu_count(c.gpus_per_replica)} each, {c.cloud}/{c.region})."
+        for c in diff.added
+    ]
+    if diff.removed:
+        found.append(
+            "Wait until the new replicas serve traffic, then drain: launching first keeps "
+            "capacity at or above what runs now, and the fleet ends at tonight's "
+            f"{rate(diff.tokens_per_s_after)} tokens/s for a demand of "
+            f"{inputs.demand_tokens_per_s:,.0f} tokens/s."
+        )
+    found += [
+        f"Drain {replicas(c.count)} of {describe_stages(c.stages)} "
+        f"({c.cloud}/{c.region}) and release their GPUs."
+        for c in diff.removed
+    ]
+    if diff.first:
+        found.append("Nothing to drain: no plan was published before.")
+    return found
 
 
 def build_sections(inputs: ReportInputs, chart_file: str = CHART_FILE) -> list[Section]:
+    notes = warnings(inputs)
+    top = [Section("Read first", (Bullets(tuple(para(n) for n in notes)),))] if notes else []
     return [
+        *top,
         decision_section(inputs),
+        Section("What to do", (Bullets(tuple(para(s) for s in steps(inputs)), ordered=True),)),
         changes_section(inputs),
         cost_section(inputs),
         strategies_section(inputs),
@@ -200,21 +364,45 @@ def build_sections(inputs: ReportInputs, chart_file: str = CHART_FILE) -> list[S
             "Chart",
             (
                 para(
-                    "Cost per hour against tokens/s: the frontier of best plans, the three "
-                    "strategies' picks and last night's plan; dashed lines have constant $/token."
+                    "Cost per hour against tokens/s: the least cost found for each throughput "
+                    "(the frontier), each strategy's plan and last night's plan; the dashed line "
+                    "has constant $/token."
                 ),
                 Image(chart_file, "cost per hour against tokens/s"),
             ),
         ),
         price_section(inputs),
         freshness_section(inputs),
+        links_section(inputs),
     ]
+
+
+def links_section(inputs: ReportInputs) -> Section:
+    links = inputs.links
+    rows = [
+        [name, value]
+        for name, value in (("report", links.report_url), ("Prefect run", links.run_url))
+        if value
+    ]
+    if not rows:
+        return Section("Links", (para("No report URL or Prefect UI URL was configured."),))
+    return Section("Links", (table(["what", "where"], rows),))
 
 
 def decision_section(inputs: ReportInputs) -> Section:
     decision = inputs.decision
-    verb = "Publish" if decision.publish else "Keep the published plan"
-    blocks: list[Any] = [para(Bold(verb), f": {decision.reason}.")]
+    verb = "Switch to tonight's plan" if decision.publish else "Keep the running plan"
+    if decision.kind == "initial":
+        verb = "Publish the first plan"
+    # a saving is stated by `framing`, against both plans; other kinds need their reason
+    reason = {
+        "infeasible": " (the running plan no longer fits)",
+        "below-threshold": f" ({decision.reason})",
+        "no-plan": f" ({decision.reason})",
+        "unchanged": " (tonight's plan is the same)",
+    }.get(decision.kind, "")
+    blocks: list[Any] = [para(Bold(verb), f"{reason}.")]
+    blocks.append(Bullets(tuple(para(line) for line in framing(inputs))))
     if decision.kind == "infeasible":
         blocks.append(para("Last night's plan must move, at tonight's prices and quotas:"))
         blocks.append(Bullets(tuple(para(v) for v in decision.violations)))
@@ -242,7 +430,7 @@ def _replica_rows(inputs: ReportInputs) -> list[list[str]]:
                     ", ".join(change.pools),
                     f"{change.cloud}/{change.region}",
                     str(change.gpus_per_replica),
-                    change.describe(),
+                    describe_stages(change.stages),
                 ]
             )
     return rows
@@ -265,6 +453,7 @@ def changes_section(inputs: ReportInputs) -> Section:
                 "Replicas added and removed",
             )
         )
+        blocks.append(para(STAGE_LEGEND))
         added, removed = diff.replicas_added_by_pool, diff.replicas_removed_by_pool
         pools = sorted(set(added) | set(removed))
         blocks.append(
@@ -425,7 +614,7 @@ def strategies_section(inputs: ReportInputs) -> Section:
                 ],
                 rows,
             ),
-            para(SEED_LESSON, " ", tonight),
+            para(STRATEGY_NOTE, " ", tonight),
         ),
     )
 
@@ -434,26 +623,64 @@ def _pools_in_plans(*plans: Mapping[str, Any] | None) -> set[str]:
     return {pool for plan in plans for key in placement_of(plan) for pool in pools_of(key)}
 
 
-def price_section(inputs: ReportInputs) -> Section:
-    moves = [m for m in inputs.price_moves if m.old_price_per_gpu_hour != m.new_price_per_gpu_hour]
-    if not moves:
-        return Section("Price moves", (para("No price moved since the last run."),))
-    before = _pools_in_plans(inputs.previous)
-    after = _pools_in_plans(inputs.exact)
+def _would_beat(inputs: ReportInputs, move: PriceMove) -> bool:
+    """One GPU of the pool at its new price is cheaper per token than tonight's exact plan."""
+    tokens_per_s = (inputs.pool_tokens_per_s or {}).get(move.pool)
+    plan_cpt = inputs.tonight_cost_per_token()
+    if not tokens_per_s or plan_cpt is None or move.new_price_per_gpu_hour is None:
+        return False
+    return move.new_price_per_gpu_hour / (tokens_per_s * 3600.0) < plan_cpt
 
-    def used(pool: str) -> str:
-        return {
-            (True, True): "both",
-            (True, False): "last night",
-            (False, True): "tonight",
-        }.get((pool in before, pool in after), "")
 
-    def order(move: PriceMove) -> tuple[int, float, str]:
+def moves_that_matter(inputs: ReportInputs) -> tuple[list[tuple[PriceMove, str]], int]:
+    """(move, why it matters) for pools a plan uses or that would beat tonight's plan, moved
+    by at least PRICE_MOVE_MIN (or that came or left); and how many moves were hidden."""
+    shown = [inputs.previous, *inputs.plans.values()]
+    used = _pools_in_plans(*shown)
+    before, after = _pools_in_plans(inputs.previous), _pools_in_plans(inputs.exact)
+    kept: list[tuple[PriceMove, str]] = []
+    moved = [m for m in inputs.price_moves if m.old_price_per_gpu_hour != m.new_price_per_gpu_hour]
+    for move in moved:
         change = move.change
-        size = abs(change) if change is not None else math.inf  # offers that came or left first
-        return (0 if used(move.pool) else 1, -size, move.pool)
+        if change is not None and abs(change) < PRICE_MOVE_MIN:
+            continue
+        if move.pool in used:
+            why = {
+                (True, True): "running and tonight",
+                (True, False): "running plan",
+                (False, True): "tonight's plan",
+            }.get((move.pool in before, move.pool in after), "another strategy's plan")
+        elif _would_beat(inputs, move):
+            why = "would beat tonight's plan"
+        else:
+            continue
+        kept.append((move, why))
 
-    ranked = sorted(moves, key=order)
+    def order(item: tuple[PriceMove, str]) -> tuple[int, float, str]:
+        move, why = item
+        size = abs(move.change) if move.change is not None else math.inf  # came or left first
+        return (0 if why != "would beat tonight's plan" else 1, -size, move.pool)
+
+    kept.sort(key=order)
+    return kept, len(moved) - len(kept)
+
+
+def price_section(inputs: ReportInputs) -> Section:
+    if not inputs.earlier_prices:
+        return Section(
+            "Price moves",
+            (para("No earlier run's prices to compare with: this is the first run."),),
+        )
+    kept, hidden = moves_that_matter(inputs)
+    hidden_note = (
+        f"{hidden} other move(s) hidden: below {PRICE_MOVE_MIN:.0%}, or in pools no plan uses "
+        "and that would not beat tonight's plan."
+        if hidden
+        else ""
+    )
+    if not kept:
+        text = "No price that matters to the plans moved since the last run."
+        return Section("Price moves", (para(text, " ", hidden_note) if hidden else para(text),))
     rows = [
         [
             m.pool,
@@ -465,16 +692,22 @@ def price_section(inputs: ReportInputs) -> Section:
             if m.new_price_per_gpu_hour is not None
             else "gone",
             signed_pct(m.change),
-            used(m.pool) or "no",
+            why,
         ]
-        for m in ranked[:MAX_PRICE_ROWS]
+        for m, why in kept[:MAX_PRICE_ROWS]
     ]
     blocks: list[Any] = [
-        para("Pools the plans use come first, then the largest moves, in $ per GPU-hour."),
-        table(["pool", "GPU", "last night", "tonight", "change", "in a plan"], rows),
+        para(
+            "Moves since the last run, in $ per GPU-hour, of pools the plans use and of pools "
+            "that would now beat tonight's plan."
+        ),
+        table(["pool", "GPU", "last run", "tonight", "change", "why it matters"], rows),
     ]
-    if len(ranked) > MAX_PRICE_ROWS:
-        blocks.append(para(f"{len(ranked) - MAX_PRICE_ROWS} smaller move(s) left out."))
+    left_out = len(kept) - len(rows)
+    if left_out or hidden:
+        blocks.append(
+            para(f"{left_out} smaller move(s) left out. " if left_out else "", hidden_note)
+        )
     return Section("Price moves", tuple(blocks))
 
 

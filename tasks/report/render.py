@@ -40,7 +40,10 @@ def _md_block(block: Block, include_images: bool) -> str:
     if isinstance(block, Paragraph):
         return _md_paragraph(block)
     if isinstance(block, Bullets):
-        return "\n".join(f"- {_md_paragraph(item)}" for item in block.items)
+        return "\n".join(
+            f"{f'{n}.' if block.ordered else '-'} {_md_paragraph(item)}"
+            for n, item in enumerate(block.items, start=1)
+        )
     if isinstance(block, Table):
         lines = [f"*{md_escape(block.caption)}*", ""] if block.caption else []
         lines.append("| " + " | ".join(md_escape(h) for h in block.headers) + " |")
@@ -89,7 +92,8 @@ def _html_block(block: Block, images: Mapping[str, bytes]) -> str:
         return f"<p>{_html_paragraph(block)}</p>"
     if isinstance(block, Bullets):
         items = "".join(f"<li>{_html_paragraph(item)}</li>" for item in block.items)
-        return f"<ul>{items}</ul>"
+        tag = "ol" if block.ordered else "ul"
+        return f"<{tag}>{items}</{tag}>"
     if isinstance(block, Table):
         caption = f"<caption>{_e(block.caption)}</caption>" if block.caption else ""
         head = "".join(f"<th>{_e(h)}</th>" for h in block.headers)

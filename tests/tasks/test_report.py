@@ -12,7 +12,7 @@ import pytest
 
 from solver.diff import decide, diff_plans
 from tasks.report import (
-    SEED_LESSON,
+    STRATEGY_NOTE,
     Report,
     artifact_key,
     build_report,
@@ -93,12 +93,13 @@ def report_for(
 def test_markdown_names_replicas_added_and_removed_per_pool() -> None:
     report = report_for()
     md = report.markdown
-    assert report.title.startswith("replan — tiny-7b: publish (saves ")
-    assert "| added | 2 | lab/east/V100 | lab/east | 1 | lab/east/V100 tp1 32L |" in md
-    assert "| removed | 2 | lab/east/T4 | lab/east | 1 | lab/east/T4 tp1 32L |" in md
+    assert report.title.startswith("replan — tiny-7b: switch plan: ")
+    v100, t4 = "lab/east/V100: 1 GPU (TP 1), 32 layers", "lab/east/T4: 1 GPU (TP 1), 32 layers"
+    assert f"| added | 2 | lab/east/V100 | lab/east | 1 | {v100} |" in md
+    assert f"| removed | 2 | lab/east/T4 | lab/east | 1 | {t4} |" in md
     assert "| lab/east/T4 | 0 | 2 | 2 | 0 |" in md  # replicas per pool, GPUs before/after
     assert "| V100 | 0 | 2 | +2 |" in md  # GPUs by type
-    assert "![cost per hour against tokens/s](chart.png)" in md
+    assert "![cost per hour against tokens/s](chart-tiny-7b.png)" in md
 
 
 def test_markdown_gives_cost_at_demand_gap_and_lesson() -> None:
@@ -108,15 +109,15 @@ def test_markdown_gives_cost_at_demand_gap_and_lesson() -> None:
     assert r"| \$/day at the demand (1,500 tokens/s) | \$24.00 | \$24.00 | \$10.80 | -55.0% |" in md
     assert r"| \$ per million tokens | \$0.1852 | \$0.1852 | \$0.08333 | -55.0% |" in md
     assert "iterative +66.7%, weighted +122.2%" in md
-    assert "weighted objective" in md and "cannot find the plan of least" in md
-    assert SEED_LESSON.split(":")[0] in md
-    assert r"| lab/east/T4 | T4 | \$0.70 | \$0.80 | +14.3% | last night |" in md
+    assert "weighted strategy" in md and "cannot find the plan of least" in md
+    assert STRATEGY_NOTE.split(":")[0] in md
+    assert r"| lab/east/T4 | T4 | \$0.70 | \$0.80 | +14.3% | running plan |" in md
     assert "| source | snapshot |" in md
 
 
 def test_first_run_report() -> None:
     report = report_for(previous=None)
-    assert "publish (initial plan)" in report.title
+    assert "publish the first plan" in report.title
     assert "First run" in report.markdown
     assert [row["plan"] for row in report.table_rows] == ["exact", "iterative", "weighted"]
 
@@ -124,14 +125,14 @@ def test_first_run_report() -> None:
 def test_infeasible_previous_says_why_it_must_move() -> None:
     reason = f"pool {T4}: quota fell below use: uses 2 GPUs, 1 available"
     report = report_for(violations=[reason])
-    assert "current plan infeasible" in report.title
+    assert "the running plan no longer fits" in report.title
     assert "must move" in report.markdown
     assert "quota fell below use: uses 2 GPUs, 1 available" in report.markdown
 
 
 def test_unchanged_report() -> None:
     report = report_for(previous=EXACT)
-    assert report.title.endswith("keep the published plan (unchanged)")
+    assert report.title.endswith("keep the running plan (tonight's plan is the same)")
     assert "same replicas" in report.markdown
     assert "Replicas added and removed" not in report.markdown
 
@@ -184,18 +185,20 @@ def test_write_report_writes_three_files_atomically(tmp_path: Path) -> None:
     report = report_for()
     run_dir = tmp_path / "runs" / "2025-06-01T020000Z"
     written = write_report(report, run_dir)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["chart.png", "report.html", "report.md"]
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == ["chart-tiny-7b.png", "report.html", "report.md"]
     assert written["markdown"].read_text(encoding="utf-8") == report.markdown
     assert written["html"].read_text(encoding="utf-8") == report.html
-    assert (run_dir / "chart.png").read_bytes() == report.chart_png
+    assert (run_dir / "chart-tiny-7b.png").read_bytes() == report.chart_png
     write_report(report, run_dir)  # overwrite in place
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
 
 
 def test_slack_sections_fit_build_message() -> None:
     report = report_for()
-    assert report.slack_sections[0].startswith("*tiny-7b* — *Publish*: saves ")
-    assert any("Gap to exact" in s for s in report.slack_sections)
+    assert report.slack_sections[0].startswith(":warning: *Stale prices")
+    assert report.slack_sections[1].startswith("*tiny-7b* — *switch plan: ")
+    assert any("Gap to the exact strategy" in s for s in report.slack_sections)
     payload = build_message(report.title, report.slack_sections)
     assert len(payload["blocks"]) <= 50
 
@@ -231,7 +234,7 @@ def test_combine_reports(tmp_path: Path) -> None:
     assert combined.html.count("data:image/png;base64,") == 2
     assert "other &lt;model&gt;" in combined.html
     names = sorted(p.name for p in write_report(combined, tmp_path).values())
-    assert names[:1] == ["01-replan-tiny-7b-publish-saves-55-0-token-chart.png"]
+    assert names[:2] == ["chart-other-model.png", "chart-tiny-7b.png"]
     for image in combined.images:
         assert f"]({image})" in combined.markdown
     assert len(combined.table_rows) == len(first.table_rows) + len(second.table_rows)
