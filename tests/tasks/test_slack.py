@@ -202,6 +202,26 @@ def test_long_sections_are_split_within_limits() -> None:
     assert "".join(t for t in texts if t.startswith("y")) == long_line
 
 
+def test_images_need_a_url_slack_can_fetch() -> None:
+    message = build_message(
+        "Plan",
+        ["*Changes*"],
+        footer="run 1",
+        images=[
+            ("https://reports.example/run1/chart-tiny.png", "cost against tokens/s"),
+            ("/srv/reports/run1/chart-tiny.png", "a file path Slack cannot fetch"),
+        ],
+    )
+    kinds = [b["type"] for b in message["blocks"]]
+    assert kinds == ["header", "section", "image", "context"]
+    assert message["blocks"][2] == {
+        "type": "image",
+        "image_url": "https://reports.example/run1/chart-tiny.png",
+        "alt_text": "cost against tokens/s",
+    }
+    assert "image" not in [b["type"] for b in build_message("Plan", ["x"])["blocks"]]
+
+
 def test_too_many_sections_are_cut_to_50_blocks() -> None:
     # header + fields + 47 sections + the note = 50; 80 - 47 = 33 left out
     message = build_message("Plan", [f"section {i}" for i in range(80)], fields={"a": "b"})
