@@ -126,7 +126,11 @@ def test_price_move_above_the_threshold_posts_a_diff_naming_the_moved_pools(
     first_post, diff_post = deployment.posts()
     assert_block_kit(diff_post)
     text = slack_text(diff_post)
-    assert f"+4 × {T4_POOL}" in text and f"−2 × {V100_POOL}" in text
+    assert (
+        f"1. Launch 4 replicas of {T4_POOL}: " in text
+        and f"Drain 2 replicas of {V100_POOL}: " in text
+    )
+    assert text.index("1. Launch") < text.index("Drain 2")  # launch before drain
     assert f"Price moves* {V100_POOL} +50.0%" in text
     assert T4_POOL not in slack_text(first_post)
 
@@ -189,7 +193,7 @@ def test_slack_always_500_fails_the_run_and_the_next_healthy_run_posts_once(
     assert pending.error is not None and "500" in pending.error
     assert store.last_published(MODEL, CHANNEL) is None
     (report_dir,) = deployment.reports_dir.glob(f"*-run{failed.run_id}")
-    assert "initial plan" in (report_dir / "report.md").read_text()
+    assert "Publish the first plan" in (report_dir / "report.md").read_text()
 
     deployment.slack_answers(Reply.text("ok"))
     healthy = deployment.run(prices)
