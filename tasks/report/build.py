@@ -57,6 +57,7 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     parts: tuple[Report, ...] = ()  # the per-model reports of a combined report
     chart_url: str | None = None  # a public URL of the chart: Slack shows it as an image
+    dry_run: bool = False
 
     def slack_payload(self) -> dict[str, Any]:
         """The Block Kit message: the title, the sections, the chart when it has a public URL."""
@@ -139,6 +140,7 @@ def build_report(
         publish=decision.publish,
         sections=sections,
         chart_url=inputs.links.chart_url,
+        dry_run=dry_run,
     )
 
 
@@ -351,9 +353,11 @@ def combine_reports(reports: Sequence[Report], title: str | None = None) -> Repo
     if not reports:
         raise ValueError("no report to combine")
     publishing = sum(1 for r in reports if r.publish)
+    dry_run = any(r.dry_run for r in reports)
     title = title or (
-        f"replan — {len(reports)} model(s): {publishing} to publish, "
-        f"{len(reports) - publishing} kept"
+        f"replan — {len(reports)} model(s): "
+        + ("DRY RUN, nothing published: " if dry_run else "")
+        + f"{publishing} to publish, {len(reports) - publishing} kept"
     )
     images: dict[str, bytes] = {}
     html_parts = []
@@ -371,4 +375,5 @@ def combine_reports(reports: Sequence[Report], title: str | None = None) -> Repo
         table_rows=[row for r in reports for row in r.table_rows],
         publish=publishing > 0,
         parts=tuple(reports),
+        dry_run=dry_run,
     )

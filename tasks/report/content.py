@@ -225,7 +225,7 @@ def headline(inputs: ReportInputs) -> str:
     decision = inputs.decision
     if decision.kind == "initial":
         cpt = usd_per_mtoken(inputs.tonight_cost_per_token())
-        text = f"publish the first plan, {cpt} per M tokens"
+        text = f"publish the first plan, {cpt} per million tokens"
     elif decision.kind == "infeasible":
         text = "switch plan: the running plan no longer fits tonight's prices and quotas"
     elif decision.publish:

@@ -165,6 +165,8 @@ def test_a_dry_run_says_so_in_its_title_and_slack_header() -> None:
         "replan — tiny-7b: DRY RUN"
     )
     assert "DRY RUN" not in night().title
+    combined = combine_reports([night(dry_run=True), night(dry_run=True)])
+    assert combined.title.startswith("replan — 2 model(s): DRY RUN, nothing published")
 
 
 def test_a_first_run_does_not_claim_no_price_moved() -> None:
