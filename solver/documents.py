@@ -28,14 +28,14 @@ _MAX_SHOWN_KEY_CHARS = 60
 
 
 class DocumentError(ValueError):
-    """A document cannot be loaded; the message names the source and, when known, the line."""
+    """A document cannot be loaded: `source: reason (line N)`; `reason` and `line` also apart."""
 
     def __init__(self, source: str, reason: str, line: int | None = None) -> None:
         self.source = source
         self.reason = reason
         self.line = line
-        where = f"{source}: line {line}" if line is not None else source
-        super().__init__(f"{where}: {reason}")
+        shows_line = line is None or f"lines {line}" in reason or f"and {line})" in reason
+        super().__init__(f"{source}: {reason}" + ("" if shows_line else f" (line {line})"))
 
 
 def _shown(key: Any) -> str:
@@ -84,7 +84,7 @@ def _as_text(data: str | bytes, source: str, max_bytes: int) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise DocumentError(source, f"not UTF-8 (byte 0x{data[exc.start]:02x})", line) from None
+        raise DocumentError(source, f"not UTF-8: byte 0x{data[exc.start]:02x}", line) from None
 
 
 # --- YAML ----------------------------------------------------------------------------------
@@ -138,7 +138,9 @@ class _HardenedLoader(yaml.SafeLoader):
                     ) from None
                 if first is not None:
                     raise DocumentError(
-                        self.source, f"duplicate key {_shown(key)} (lines {first} and {line})", line
+                        self.source,
+                        f"not valid YAML: duplicate key {_shown(key)} (lines {first} and {line})",
+                        line,
                     )
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
@@ -151,11 +153,15 @@ def load_yaml(data: str | bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_B
     loader.source = source
     try:
         return loader.get_single_data()
+    except DocumentError:
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         line = mark.line + 1 if mark is not None else None
         raise DocumentError(source, f"not valid YAML: {problem}", line) from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer past Python's 4,300 digits
+        raise DocumentError(source, f"not valid YAML: {str(exc)[:200]}") from None
     finally:
         loader.dispose()
 
@@ -193,7 +199,9 @@ def _scan_json(text: str, source: str) -> None:
                 except ValueError:
                     shown = key[:_MAX_SHOWN_KEY_CHARS]
                 raise DocumentError(
-                    source, f"duplicate key {shown} (lines {keys[key]} and {line})", line
+                    source,
+                    f"not valid JSON: duplicate key {shown} (lines {keys[key]} and {line})",
+                    line,
                 )
             keys[key] = line
 
@@ -202,7 +210,7 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {_shown(key)}")
+            raise ValueError(f"duplicate key {_shown(key)}")  # one the scanner could not see
         result[key] = value
     return result
 
