@@ -268,7 +268,9 @@ def post_to_slack(
     started = time.monotonic()
     status_code: int | None = None
     problem = ""
-    with _redacted_in_logs(url.reveal()), requests.Session() as session:
+    from tasks.prices.http import watched_session  # cut by a wall-clock deadline
+
+    with _redacted_in_logs(url.reveal()), watched_session() as session:
         for attempt in range(1, max_attempts + 1):
             wait_s = backoff_s * 2 ** (attempt - 1)
             answer = _post_once(session, url, payload, timeout_s)
@@ -328,9 +330,26 @@ def _post_once(
     session: requests.Session, url: SlackWebhookUrl, payload: Mapping[str, Any], timeout_s: float
 ) -> _Answer:
     """One POST whose answer (status and body) is read within `timeout_s` of wall-clock time."""
-    from tasks.prices.http import BodyDeadline, BodyError, read_body
+    from tasks.prices.http import DeadlineWatch
 
     deadline = time.monotonic() + timeout_s
+    with DeadlineWatch(deadline) as watch:
+        answer = _exchange(session, url, payload, timeout_s, deadline)
+    if watch.fired and answer.problem and "within" not in answer.problem:
+        problem = f"{answer.problem}: no complete answer within {timeout_s:g} s"
+        return _Answer(answer.status_code, problem=problem)
+    return answer
+
+
+def _exchange(
+    session: requests.Session,
+    url: SlackWebhookUrl,
+    payload: Mapping[str, Any],
+    timeout_s: float,
+    deadline: float,
+) -> _Answer:
+    from tasks.prices.http import BodyDeadline, BodyError, read_body
+
     try:
         response = session.post(
             url.reveal(), json=payload, timeout=timeout_s, allow_redirects=False, stream=True

@@ -29,13 +29,18 @@ import logging
 import random
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 from urllib3.exceptions import LocationParseError, ProtocolError, ReadTimeoutError
 from urllib3.util import Url, parse_url
 
@@ -225,7 +230,7 @@ class HttpClient:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = USER_AGENT
-        self.session = session
+        self.session = watched_session(session)
         self._sleep = sleep
         self._progress = progress
 
@@ -274,16 +279,26 @@ class HttpClient:
         current = url
         headers = {"Accept": accept} if accept else {}
         deadline = time.monotonic() + self.settings.response_deadline_s
-        for _ in range(_MAX_REDIRECTS + 1):
-            response = self._send(current, headers)
-            with response:
-                if response.is_redirect and response.headers.get("Location"):
-                    location = response.headers["Location"]
-                    refuse_ambiguous(self.source, location)
-                    current = check_url(self.source, urljoin(current, location))
-                    continue
-                self._raise_for_status(current, response)
-                return self._read_capped(current, response, deadline)
+        with DeadlineWatch(deadline) as watch:
+            try:
+                for _ in range(_MAX_REDIRECTS + 1):
+                    response = self._send(current, headers)
+                    with response:
+                        if response.is_redirect and response.headers.get("Location"):
+                            location = response.headers["Location"]
+                            refuse_ambiguous(self.source, location)
+                            current = check_url(self.source, urljoin(current, location))
+                            continue
+                        self._raise_for_status(current, response)
+                        return self._read_capped(current, response, deadline)
+            except _Retry:
+                if watch.fired:  # the watch cut the connection: a deadline, not a network fault
+                    reason = (
+                        f"no complete answer within the deadline of "
+                        f"{self.settings.response_deadline_s} s"
+                    )
+                    raise SourceTimeout(self.source, current, reason) from None
+                raise
         raise HttpStatusError(self.source, url, f"more than {_MAX_REDIRECTS} redirects", 310)
 
     def _send(self, url: str, headers: dict[str, str]) -> requests.Response:
@@ -361,6 +376,104 @@ class HttpClient:
                 raise _Retry(MalformedResponse(self.source, url, reason)) from None
             reason = f"connection failed while reading the body: {exc.kind}"
             raise _Retry(SourceUnreachable(self.source, url, reason)) from None
+
+
+# --- a wall-clock deadline for the whole exchange (headers included) ------------------------
+
+_current_watch = threading.local()
+
+
+class DeadlineWatch:
+    """Shuts down the sockets of the requests made under it once `deadline` passes.
+
+    A socket timeout bounds one read; a peer that sends a header byte just before every
+    timeout would still hold the call forever. At the deadline this shuts the socket down, so
+    whatever read is blocked returns at once and the caller sees `fired`.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def track(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self.fired
+        if fired:
+            _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def __enter__(self) -> DeadlineWatch:
+        self._previous = getattr(_current_watch, "value", None)
+        _current_watch.value = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _current_watch.value = self._previous
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch_current(sock: socket.socket | None) -> None:
+    watch = getattr(_current_watch, "value", None)
+    if watch is not None:
+        watch.track(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> Any:  # the headers are read here
+        _watch_current(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> Any:
+        _watch_current(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """A `requests` adapter whose connections can be cut by the current `DeadlineWatch`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+
+def watched_session(session: requests.Session | None = None) -> requests.Session:
+    """`session` (or a new one) with `DeadlineAdapter` mounted for http and https."""
+    session = session or requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, DeadlineAdapter())
+    return session
 
 
 # --- reading a body within a wall-clock deadline --------------------------------------------

@@ -12,7 +12,8 @@
   mid-body (`stall_after_bytes` + `stall_s`), declare a longer body than it sends
   (`truncate_to_bytes`, a broken transfer), or omit Content-Length (`chunked=True`).
 - `drip_s` sends the body one byte at a time, `drip_s` seconds apart (a peer that keeps a
-  connection alive just above any per-read timeout). `LoopbackServer(host="127.0.0.2")`
+  connection alive just above any per-read timeout); `header_drip_s` does the same with the
+  status line and headers. `LoopbackServer(host="127.0.0.2")`
   listens on another loopback address: "another host" for origin tests.
 - Every request is recorded (method, path, query, headers, body), including unmatched ones (404).
 - Waits end early when the server stops, so a stuck test never outlives its server.
@@ -66,6 +67,7 @@ class Reply:
     truncate_to_bytes: int | None = None
     chunked: bool = False
     drip_s: float = 0.0
+    header_drip_s: float = 0.0
 
     @classmethod
     def file(cls, path: str | Path, content_type: str | None = None, **options: Any) -> Reply:
@@ -211,7 +213,17 @@ class LoopbackServer:
                     else:
                         self.send_header("Content-Length", str(len(reply.body)))
                     self.send_header("Connection", "close")
-                    self.end_headers()
+                    if reply.header_drip_s:
+                        self._headers_buffer.append(b"\r\n")
+                        head = b"".join(self._headers_buffer)
+                        self._headers_buffer = []
+                        for index in range(len(head)):
+                            self.wfile.write(head[index : index + 1])
+                            self.wfile.flush()
+                            if server.stopping.wait(reply.header_drip_s):
+                                return
+                    else:
+                        self.end_headers()
                     body = reply.body
                     if reply.truncate_to_bytes is not None:
                         body = body[: reply.truncate_to_bytes]

@@ -196,6 +196,25 @@ def test_dripping_aws_feed_gives_a_timeout_not_a_hang(own: LoopbackServer) -> No
     assert time.monotonic() - started < 1.0 + 0.7
 
 
+def test_dripping_headers_stop_at_the_deadline(own: LoopbackServer) -> None:
+    # The status line and headers arrive a byte every 0.2 s: each read beats the read timeout.
+    own.route("/slow-head", Reply.text("ok", header_drip_s=0.2))
+    settings = HttpSettings(read_timeout_s=0.5, response_deadline_s=1.0, max_attempts=3)
+    started = time.monotonic()
+    with pytest.raises(SourceTimeout, match="deadline"):
+        _client(settings).get_bytes(own.url_for("/slow-head"))
+    assert time.monotonic() - started < 1.0 + 0.7
+    assert len(own.requests_to("/slow-head")) == 1
+
+
+def test_the_watch_does_not_cut_a_healthy_keep_alive_session(own: LoopbackServer) -> None:
+    own.route("/ok", Reply.text("fine"))
+    client = _client(HttpSettings(response_deadline_s=0.3))
+    for _ in range(3):
+        assert client.get_text(own.url_for("/ok")) == "fine"
+        time.sleep(0.35)  # past the previous call's deadline: its timer must be cancelled
+
+
 def test_fast_body_is_read_whole(own: LoopbackServer) -> None:
     own.route("/ok", Reply.sized(90_000))
     assert len(_client().get_bytes(own.url_for("/ok"))) == 90_000
@@ -232,13 +251,23 @@ def test_slack_dripping_200_stops_at_the_deadline(
 ) -> None:
     own.route(SLACK_PATH, Reply.text("ok" + " " * 200, drip_s=0.2), method="POST")
     started = time.monotonic()
-    with pytest.raises(SlackTransientError, match="did not end within 1 s"):
+    with pytest.raises(SlackTransientError, match="within 1 s"):
         post_to_slack(hook, PAYLOAD, max_attempts=1, **SLACK_FAST)
     assert time.monotonic() - started < 1.0 + 0.7
     started = time.monotonic()
     with pytest.raises(SlackTransientError):
         post_to_slack(hook, PAYLOAD, max_attempts=2, **SLACK_FAST)
     assert time.monotonic() - started < 2 * 1.0 + 0.7
+
+
+def test_slack_dripping_headers_stop_at_the_deadline(
+    own: LoopbackServer, hook: SlackWebhookUrl
+) -> None:
+    own.route(SLACK_PATH, Reply.text("ok", header_drip_s=0.2), method="POST")
+    started = time.monotonic()
+    with pytest.raises(SlackTransientError, match="no complete answer within 1 s"):
+        post_to_slack(hook, PAYLOAD, max_attempts=1, **SLACK_FAST)
+    assert time.monotonic() - started < 1.0 + 0.7
 
 
 def test_slack_huge_answer_is_not_a_post(own: LoopbackServer, hook: SlackWebhookUrl) -> None:
