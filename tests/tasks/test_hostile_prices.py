@@ -193,3 +193,25 @@ def test_live_sources_refuse_absurd_prices() -> None:
         aws = AwsSpotSource(server.url_for("/spot.json"), settings=settings)
         with pytest.raises(MalformedResponse, match="beyond the 10,000"):
             aws.fetch()
+
+
+@pytest.mark.parametrize(
+    ("price", "says"),
+    [("inf", "beyond the 10,000"), ("1e308", "beyond the 10,000"), ("NaN-ish", "bad catalog")],
+)
+def test_skypilot_catalog_absurd_price_is_malformed(price: str, says: str) -> None:
+    from tasks.prices import fetch_prices
+
+    catalog = ROOT / "tasks" / "data" / "prices" / "skypilot-catalog" / "aws.csv"
+    header, first, *rest = catalog.read_text().splitlines()
+    fields = first.split(",")
+    fields[5] = price  # Price
+    body = "\n".join([header, ",".join(fields), *rest[:5]]) + "\n"
+    settings = HttpSettings(max_attempts=1, read_timeout_s=2.0, response_deadline_s=5.0)
+    with LoopbackServer() as server:
+        server.route("/v8/aws/vms.csv", Reply.text(body, content_type="text/csv"))
+        with pytest.raises(MalformedResponse, match=says):
+            fetch_prices(
+                "skypilot-catalog", server.url_for("/v8"), clouds=["aws"], settings=settings,
+                progress=lambda _: None,
+            )  # fmt: skip
