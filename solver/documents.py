@@ -206,22 +206,49 @@ def _scan_json(text: str, source: str) -> None:
             keys[key] = line
 
 
+class _RepeatedKey(ValueError):
+    """A key repeated in one JSON object (found while parsing, before its lines are known)."""
+
+
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {_shown(key)}")  # one the scanner could not see
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(f"duplicate key {_shown(key)}")
+            seen.add(key)
     return result
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_INNERMOST_PAIR = re.compile(r"\{\}|\[\]")
+
+
+def _may_be_too_deep(text: str) -> bool:
+    """False when the JSON surely nests at most MAX_DEPTH levels (C-speed passes only)."""
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return False
+        brackets = _INNERMOST_PAIR.sub("", brackets)
+    return bool(brackets)
 
 
 def load_json(data: str | bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
     """Parse one JSON document with the rules of this module."""
     text = _as_text(data, source, max_bytes)
-    _scan_json(text, source)
+    if _may_be_too_deep(text):
+        _scan_json(text, source)  # slow, exact: raises naming the line
     try:
         return json.loads(text, object_pairs_hook=_no_repeats)
+    except _RepeatedKey as exc:
+        _scan_json(text, source)  # finds both lines and raises
+        raise DocumentError(source, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DocumentError(source, f"nested deeper than {MAX_DEPTH} levels (the limit)") from None
     except json.JSONDecodeError as exc:
         raise DocumentError(source, f"not valid JSON: {exc.msg}", exc.lineno) from None
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:  # e.g. an integer past Python's 4,300 digits
         raise DocumentError(source, f"not valid JSON: {str(exc)[:200]}") from None
