@@ -25,8 +25,11 @@ File layout (YAML, UTF-8; see `config/inventory.yaml` for a documented example):
 `layer_memory_gb = params_billion * bytes_per_param / num_layers
                    + 2 * n_kv_heads * head_dim * bytes_per_value * batch * context_tokens / 1e9`
 (GB = 1e9 bytes). This module checks shape and types (errors name the file and the path,
-e.g. `gpus.T4.models.llama-3.1-8b.tokens_per_s`); value ranges are checked by
-`tasks.validation.validate_inventory` so that every offending row is reported at once.
+e.g. `gpus.T4.models.llama-3.1-8b.tokens_per_s`) and bounds every number to `NUMBER_BOUNDS`
+(the range is named in the error; the YAML itself is loaded by `solver.documents`: no aliases,
+no repeated keys, bounded depth and size). The policy ranges of the fields the inventory suite
+checks are applied by `tasks.validation.validate_inventory`, so every offending row is
+reported at once.
 """
 
 from __future__ import annotations

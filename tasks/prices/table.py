@@ -104,6 +104,7 @@ _NUMBER_LIMITS = {
     "spot_price_per_hour": MAX_PRICE_PER_HOUR,
 }
 _MAX_SHOWN_CHARS = 40
+_CONTROL = r"[\x00-\x1f\x7f]"
 
 
 class PriceFileError(ValueError):
@@ -163,6 +164,11 @@ def read_price_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     problems: list[str] = []
     for column in _TEXT_COLUMNS:
         frame[column] = frame[column].astype("str").str.strip()
+        for position in np.flatnonzero(frame[column].str.contains(_CONTROL, regex=True))[:3]:
+            problems.append(
+                f"row {position + 1}, field {column}: control character in "
+                f"{_shown(frame[column].iloc[position])}"
+            )
     for column, limit in _NUMBER_LIMITS.items():
         frame[column] = _parse_numbers(frame[column], column, limit, problems)
     frame["fetched_at"] = _parse_times(frame["fetched_at"], problems)

@@ -112,6 +112,22 @@ def test_size_limit_is_stated_and_checked_before_reading(tmp_path: Path) -> None
     assert time.monotonic() - started < 0.5
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("? [a, b]\n: 1\n", "a mapping key must be a plain value"),
+        ("a: 1\n---\nb: 2\n", "not valid YAML"),
+        ("a: !!python/object:os.system {}\n", "not valid YAML"),
+        ("a: [1, 2\n", "not valid YAML"),
+        ("k" * 900 + ": 1\n" + "k" * 900 + ": 2\n", "duplicate key"),
+    ],
+)
+def test_other_hostile_yaml_is_one_short_line(text: str, says: str) -> None:
+    with pytest.raises(DocumentError, match=says) as caught:
+        load_yaml(text, source="h.yaml")
+    assert len(str(caught.value)) < 400 and "\n" not in str(caught.value)
+
+
 def test_integer_past_python_digit_limit_is_a_document_error() -> None:
     with pytest.raises(DocumentError, match="not valid YAML"):
         load_yaml("n: " + "9" * 5000, source="n.yaml")

@@ -288,7 +288,7 @@ def test_deep_azure_page_is_malformed_not_recursion(own: LoopbackServer) -> None
 
 @pytest.mark.parametrize("wrap", [lambda s: s, lambda s: f"callback({s});"])
 def test_deep_aws_json_and_jsonp_is_malformed(own: LoopbackServer, wrap: object) -> None:
-    body = "{\"config\": " + "{\"a\": " * 10_000 + "1" + "}" * 10_000 + "}"
+    body = '{"config": ' + '{"a": ' * 10_000 + "1" + "}" * 10_000 + "}"
     own.route("/spot.js", Reply.text(wrap(body)))  # type: ignore[operator]
     source = AwsSpotSource(own.url_for("/spot.js"), settings=FAST, progress=lambda _: None)
     with pytest.raises(MalformedResponse, match="nested deeper than 64"):

@@ -151,6 +151,28 @@ def test_malformed_csv_shapes(tmp_path: Path, body: str, message: str) -> None:
         read_price_csv(path)
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            HEADER + "\n" + FIRST.replace("aws", "a\x00ws", 1) + "\n",
+            "field cloud: control character",
+        ),
+        (
+            HEADER + "\n" + FIRST.replace("V100", "V100\x1b[31m", 1) + "\n",
+            "field gpu: control character",
+        ),
+        (HEADER + "\n" + FIRST.replace("aws", "a" * 200_000, 1) + "\n", "not a CSV table"),
+    ],
+)
+def test_nul_bytes_and_giant_fields_are_one_line(tmp_path: Path, body: str, says: str) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(PriceFileError, match=says) as caught:
+        read_price_csv(path)
+    assert len(str(caught.value)) < 400
+
+
 def test_long_bad_values_are_cut_in_messages(tmp_path: Path) -> None:
     path = _csv(tmp_path, _with("price_per_hour", "9" * 10_000 + "x"))
     with pytest.raises(PriceFileError) as caught:

@@ -76,6 +76,13 @@ def test_history_on_a_file_where_the_folder_should_be(
     assert exit_code == 1 and "cannot create the folder" in err[0]
 
 
+def test_history_on_a_folder_given_as_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exit_code, err = _history(f"sqlite:///{tmp_path}", capsys)
+    assert exit_code == 1 and "cannot open or create the state store" in err[0]
+
+
 def test_read_only_store_can_be_read_but_not_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
