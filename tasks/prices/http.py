@@ -157,6 +157,9 @@ def rebase_link(
     test server keeps serving the later pages); a link on the configured origin is kept; a link to
     any other host raises `PagingError`. Origins are read as `requests` will connect.
     """
+    head, mark, query = link.partition("?")
+    if mark and " " in query:  # spaces in a query string are harmless: send them encoded
+        link = head + mark + query.replace(" ", "%20")
     try:
         refuse_ambiguous(source, link)  # the raw link too: urljoin must not launder it
     except InsecureUrl as exc:

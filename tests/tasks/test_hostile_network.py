@@ -68,7 +68,7 @@ def _escaping_links(own: LoopbackServer, other: LoopbackServer) -> list[str]:
         f"\\\\{x}/api/retail/prices?page=2",
         f"http://{o}/api/retail/prices?page=2\r\nHost: {x}",  # control characters
         f"http://{o}\t/api/retail/prices?page=2",
-        f"http://{o}/api/retail/prices?page=2 x",
+        f"http://{x} @{o}/api/retail/prices?page=2",  # a space in the authority
         f"http://{x.split(':')[0]}。{o}/api",  # non-ASCII dot
         f"//{x}/api/retail/prices?page=2",  # scheme-relative: plainly another origin
     ]
@@ -110,6 +110,21 @@ def test_same_origin_links_still_followed(own: LoopbackServer) -> None:
     source = AzureRetailSource(base, regions=["eastus"], settings=FAST, client=_client())
     assert source.fetch().empty
     assert len(own.requests_to("/api/retail/prices")) == 2
+
+
+def test_spaces_in_a_next_page_query_are_sent_encoded() -> None:
+    base = "http://127.0.0.1:5000/api"
+    link = "https://prices.azure.com/api?$filter=a eq 'b'&$skip=6"
+    rebased = rebase_link(
+        "s", link, current_url=base, documented_base="https://prices.azure.com/api",
+        configured_base=base,
+    )  # fmt: skip
+    assert rebased == "http://127.0.0.1:5000/api?$filter=a%20eq%20'b'&$skip=6"
+    with pytest.raises(PagingError, match="ambiguous"):
+        rebase_link(
+            "s", "https://prices.azure.com /api?x=1", current_url=base,
+            documented_base="https://prices.azure.com/api", configured_base=base,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize(
