@@ -8,7 +8,9 @@
   (decoded bytes, so a gzip bomb is caught too) or `SourceTimeout` past `response_deadline_s`;
 - the wall-clock `response_deadline_s` holds whatever the peer does: the body is read with
   `read1` (returns after one socket read) and the socket timeout is cut to the time left before
-  every read, so a body dripping one byte a second stops at the deadline (`read_body`);
+  every read, so a body dripping one byte a second stops at the deadline (`read_body`); a
+  `DeadlineWatch` also shuts the socket down at the deadline, so dripping headers stop too.
+  A deadline overrun is not retried (retrying a dripping peer multiplies the wall-clock time);
 - HTTPS only, except plain HTTP to loopback (127.0.0.0/8, ::1, localhost); redirects are
   followed by hand so every hop passes the same check;
 - scheme, host and port are decided by the parser `requests` itself connects with
