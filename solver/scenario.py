@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from solver.documents import DocumentError, load_document
 
 DEFAULT_TP_DEGREES: tuple[int, ...] = (1, 2, 4, 8)
 DEFAULT_TP_EFFICIENCY: Mapping[int, float] = {1: 1.0, 2: 0.9, 4: 0.8, 8: 0.7}
@@ -106,12 +105,11 @@ def load_scenario(path: str | Path) -> Scenario:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ScenarioError(
-            f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
-        ) from exc
+    try:  # aliases, repeated keys, deep nesting and oversize refused (solver.documents)
+        kind = "json" if path.suffix == ".json" else "yaml"
+        document = load_document(text, source=str(path), kind=kind)
+    except DocumentError as exc:
+        raise ScenarioError(str(exc)) from None
     return scenario_from_dict(document, source=str(path))
 
 

@@ -25,8 +25,11 @@ File layout (YAML, UTF-8; see `config/inventory.yaml` for a documented example):
 `layer_memory_gb = params_billion * bytes_per_param / num_layers
                    + 2 * n_kv_heads * head_dim * bytes_per_value * batch * context_tokens / 1e9`
 (GB = 1e9 bytes). This module checks shape and types (errors name the file and the path,
-e.g. `gpus.T4.models.llama-3.1-8b.tokens_per_s`); value ranges are checked by
-`tasks.validation.validate_inventory` so that every offending row is reported at once.
+e.g. `gpus.T4.models.llama-3.1-8b.tokens_per_s`) and bounds every number to `NUMBER_BOUNDS`
+(the range is named in the error; the YAML itself is loaded by `solver.documents`: no aliases,
+no repeated keys, bounded depth and size). The policy ranges of the fields the inventory suite
+checks are applied by `tasks.validation.validate_inventory`, so every offending row is
+reported at once.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from solver.documents import MAX_DOCUMENT_BYTES, DocumentError, load_yaml
 
 BYTES_PER_GB = 1e9
 
@@ -143,34 +146,15 @@ class Inventory:
 # --- loading -------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key repeated in one mapping (PyYAML keeps the last)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def load_inventory(path: str | Path) -> Inventory:
     """Read and type-check an inventory YAML file; raise InventoryError naming file and path."""
     file = str(path)
     try:
+        size_bytes = Path(path).stat().st_size
+        if size_bytes > MAX_DOCUMENT_BYTES:  # refuse before reading
+            raise InventoryError(
+                file, "", f"{size_bytes} bytes is more than the {MAX_DOCUMENT_BYTES} supported"
+            )
         raw_bytes = Path(path).read_bytes()
     except OSError as exc:
         raise InventoryError(file, "", f"cannot read: {exc.strerror}") from exc
@@ -181,13 +165,11 @@ def load_inventory(path: str | Path) -> Inventory:
         raise InventoryError(
             file, f"line {line}", f"not UTF-8 (byte 0x{raw_bytes[exc.start]:02x})"
         ) from exc
-    try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InventoryError(file, where, f"not valid YAML: {problem}") from exc
+    try:  # aliases, repeated keys, deep nesting and oversize refused (solver.documents)
+        document = load_yaml(text, source=file)
+    except DocumentError as exc:
+        where = f"line {exc.line}" if exc.line is not None else ""
+        raise InventoryError(file, where, exc.reason) from None
     return inventory_from_dict(document, file)
 
 
@@ -212,6 +194,57 @@ def inventory_from_dict(document: Any, file: str = "<inventory>") -> Inventory:
         raise InventoryError(file, "quotas", "is required and must be a list")
     quotas = tuple(_read_quota(reader, raw, f"quotas[{i}]") for i, raw in enumerate(quotas_raw))
     return Inventory(models=models, gpus=gpus, quotas=quotas, file=file)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A closed range [low, high], or (low, high] when `low_open`."""
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def describe(self) -> str:
+        low, high = _number_text(self.low), _number_text(self.high)
+        return f"> {low} and <= {high}" if self.low_open else f"between {low} and {high}"
+
+
+def _number_text(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+# Every number of the file, bounded where it enters. Fields the inventory suite also checks
+# (num_layers, layer_memory_gb, memory_gb, tokens_per_s, tp_efficiency, max_gpus) get a wider
+# range here that keeps the arithmetic finite; the suite then applies the policy range and
+# reports every offending row at once.
+NUMBER_BOUNDS: dict[str, Bound] = {
+    "num_layers": Bound(0, 100_000),
+    "layer_memory_gb": Bound(-1e6, 1e6),
+    "params_billion": Bound(0, 100_000, low_open=True),
+    "bytes_per_param": Bound(0, 64, low_open=True),
+    "n_kv_heads": Bound(1, 4096),
+    "head_dim": Bound(1, 65_536),
+    "bytes_per_value": Bound(0, 64, low_open=True),
+    "batch": Bound(1, 1_000_000),
+    "context_tokens": Bound(1, 100_000_000),
+    "memory_gb": Bound(-1e6, 1e6),
+    "tokens_per_s": Bound(-1e9, 1e9),
+    "tp_efficiency": Bound(-1e3, 1e3),
+    "max_gpus": Bound(-1e9, 1e9),
+    "demand_tokens_per_s": Bound(0, 1e9, low_open=True),
+    "budget_per_hour": Bound(0, 1e9, low_open=True),
+    "max_stages": Bound(1, 1024),
+}
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, cut to a readable length (a 4,000-digit integer is not)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:12]}…({len(text)} characters)"
 
 
 class _Reader:
@@ -243,11 +276,14 @@ class _Reader:
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             kind = "an integer" if integer else "a number"
-            raise self.error(path, f"must be {kind}, got {value!r}")
+            raise self.error(path, f"must be {kind}, got {_short(value)}")
         if integer and not isinstance(value, int):
-            raise self.error(path, f"must be an integer, got {value!r}")
+            raise self.error(path, f"must be an integer, got {_short(value)}")
         if not integer and not math.isfinite(value):
-            raise self.error(path, f"must be a finite number, got {value!r}")
+            raise self.error(path, f"must be a finite number, got {_short(value)}")
+        bound = NUMBER_BOUNDS.get(key if isinstance(key, str) else "tp_efficiency")
+        if bound is not None and not bound.holds(value):
+            raise self.error(path, f"must be {bound.describe()}, got {_short(value)}")
         return int(value) if integer else float(value)
 
     def text(self, raw: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> Any:

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -267,9 +267,12 @@ def post_to_slack(
 ) -> SlackResult:
     """POST the payload to the webhook; retry 429 (after `Retry-After`), 5xx and network errors.
 
-    Raises `SlackPermanentError` on 400/403/404/410 and other non-retryable answers,
-    `SlackTransientError` once `max_attempts` are spent or Slack asks to wait longer than
-    `max_retry_after_s`. A timed-out post may have reached Slack: a retry can then repeat it.
+    Success is what Slack's own SDK calls success: HTTP 200 with the body `ok`. Each attempt
+    ends within `timeout_s` of wall-clock time whatever the peer does (a body dripping a byte a
+    second included). Raises `SlackPermanentError` on 400/403/404/410 and other non-retryable
+    answers, `SlackTransientError` once `max_attempts` are spent, when Slack asks to wait longer
+    than `max_retry_after_s`, or when a 200 does not say `ok` (the publication stays pending). A
+    timed-out post may have reached Slack: a retry can then repeat it.
     """
     if not isinstance(url, SlackWebhookUrl):
         raise TypeError("pass the webhook URL as a SlackWebhookUrl")
@@ -278,27 +281,28 @@ def post_to_slack(
     started = time.monotonic()
     status_code: int | None = None
     problem = ""
-    with _redacted_in_logs(url.reveal()), requests.Session() as session:
+    from tasks.prices.http import watched_session  # cut by a wall-clock deadline
+
+    with _redacted_in_logs(url.reveal()), watched_session() as session:
         for attempt in range(1, max_attempts + 1):
             wait_s = backoff_s * 2 ** (attempt - 1)
-            try:
-                response = session.post(
-                    url.reveal(), json=payload, timeout=timeout_s, allow_redirects=False
-                )
-            except requests.RequestException as exc:
-                status_code = None
-                problem = f"could not reach the Slack webhook ({type(exc).__name__})"
-            else:
-                status_code = response.status_code
-                body = truncate(response.text.strip(), 200)
-                response.close()
-                if status_code == 200:
+            answer = _post_once(session, url, payload, timeout_s)
+            status_code, body, problem = answer.status_code, answer.body, answer.problem
+            if status_code is not None and not problem:
+                shown = truncate(body.strip(), 200)
+                if status_code == 200 and body.strip() == SLACK_OK_BODY:
                     elapsed_s = time.monotonic() - started
                     logger.info("Slack accepted the message (attempt %d)", attempt)
                     return SlackResult(status_code, attempt, elapsed_s)
-                problem = f"the Slack webhook answered {status_code} {body!r}"
+                problem = f"the Slack webhook answered {status_code} {shown!r}"
+                if status_code == 200:
+                    raise SlackTransientError(
+                        f"{problem}, not {SLACK_OK_BODY!r}: not counted as posted",
+                        status_code=status_code,
+                        attempts=attempt,
+                    )
                 if status_code == 429:
-                    retry_after_s = _retry_after_s(response, default_s=wait_s)
+                    retry_after_s = _retry_after_s(answer.headers, default_s=wait_s)
                     if retry_after_s > max_retry_after_s:
                         raise SlackTransientError(
                             f"{problem}: asked to wait {retry_after_s:g} s,"
@@ -323,10 +327,72 @@ def post_to_slack(
     )
 
 
-def _retry_after_s(response: requests.Response, *, default_s: float) -> float:
+SLACK_OK_BODY = "ok"
+MAX_ANSWER_BYTES = 64 * 1024  # Slack answers `ok` or a short error code
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int | None
+    body: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    problem: str = ""  # set when no complete answer arrived
+
+
+def _post_once(
+    session: requests.Session, url: SlackWebhookUrl, payload: Mapping[str, Any], timeout_s: float
+) -> _Answer:
+    """One POST whose answer (status and body) is read within `timeout_s` of wall-clock time."""
+    from tasks.prices.http import DeadlineWatch
+
+    deadline = time.monotonic() + timeout_s
+    with DeadlineWatch(deadline) as watch:
+        answer = _exchange(session, url, payload, timeout_s, deadline)
+    if watch.fired and answer.problem and "within" not in answer.problem:
+        problem = f"{answer.problem}: no complete answer within {timeout_s:g} s"
+        return _Answer(answer.status_code, problem=problem)
+    return answer
+
+
+def _exchange(
+    session: requests.Session,
+    url: SlackWebhookUrl,
+    payload: Mapping[str, Any],
+    timeout_s: float,
+    deadline: float,
+) -> _Answer:
+    from tasks.prices.http import BodyDeadline, BodyError, read_body
+
+    try:
+        response = session.post(
+            url.reveal(), json=payload, timeout=timeout_s, allow_redirects=False, stream=True
+        )
+    except requests.RequestException as exc:
+        return _Answer(None, problem=f"could not reach the Slack webhook ({type(exc).__name__})")
+    with response:
+        try:
+            raw = read_body(
+                response, deadline=deadline, max_bytes=MAX_ANSWER_BYTES, read_timeout_s=timeout_s
+            )
+        except BodyDeadline:
+            return _Answer(
+                response.status_code,
+                problem=f"the Slack webhook answered {response.status_code} but its body did not"
+                f" end within {timeout_s:g} s",
+            )
+        except BodyError as exc:
+            return _Answer(
+                response.status_code,
+                problem=f"the Slack webhook answered {response.status_code} but reading its body"
+                f" failed ({type(exc).__name__})",
+            )
+        return _Answer(response.status_code, raw.decode("utf-8", "replace"), dict(response.headers))
+
+
+def _retry_after_s(headers: Mapping[str, str], *, default_s: float) -> float:
     """The `Retry-After` header in seconds (Slack sends whole seconds), else `default_s`."""
     try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
+        return max(0.0, float(headers.get("Retry-After", "")))
     except ValueError:
         return default_s
 

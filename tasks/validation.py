@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import json
 import logging
 import math
@@ -25,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.inventory import Inventory
-from tasks.prices.schema import PRICE_COLUMNS
+from tasks.prices.table import PriceFileError, read_price_csv
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 DEFAULT_MAX_AGE_DAYS = 7.0
@@ -35,7 +34,6 @@ MAX_EXAMPLES = 3
 CRITICAL, WARNING = "critical", "warning"
 
 _NUMERIC_PRICE_COLUMNS = ("gpus_per_instance", "price_per_hour", "spot_price_per_hour")
-_TEXT_PRICE_COLUMNS = ("source", "cloud", "region", "zone", "instance_type", "gpu")
 
 
 # --- report --------------------------------------------------------------------------------
@@ -123,86 +121,8 @@ def require_valid(report: ValidationReport) -> ValidationReport:
 # --- reading a canonical price CSV ---------------------------------------------------------
 
 
-class PriceFileError(ValueError):
-    """A price CSV cannot be read; `problems` name the file, the row and the field."""
-
-    def __init__(self, file: str, problems: Sequence[str]) -> None:
-        self.file = file
-        self.problems = list(problems)
-        shown = self.problems[:10]
-        more = len(self.problems) - len(shown)
-        text = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-        super().__init__(f"{file}: {text}")
-
-
-def read_price_csv(path: str | Path) -> pd.DataFrame:
-    """Read a canonical price CSV; raise PriceFileError for bytes, columns or values it cannot
-    parse. Rows are numbered from 1 for the first data row (line 2 of the file). Values that
-    parse but are wrong (negative, NaN, duplicates, stale) are left to `validate_prices`."""
-    file = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise PriceFileError(file, [f"cannot read: {exc.strerror}"]) from exc
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise PriceFileError(file, [_describe_bad_byte(raw, exc.start)]) from exc
-    if not text.strip():
-        raise PriceFileError(file, ["empty file: no header row"])
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise PriceFileError(file, [f"not a CSV table: {exc}"]) from exc
-    missing = [column for column in PRICE_COLUMNS if column not in frame.columns]
-    if missing:
-        raise PriceFileError(
-            file, [f"missing column(s) {', '.join(missing)} (header: {', '.join(frame.columns)})"]
-        )
-    frame = frame.loc[:, list(PRICE_COLUMNS)].copy()
-    problems: list[str] = []
-    for column in _TEXT_PRICE_COLUMNS:
-        frame[column] = frame[column].astype("str").str.strip()
-    for column in _NUMERIC_PRICE_COLUMNS:
-        frame[column] = _parse_numbers(frame[column], column, problems)
-    frame["fetched_at"] = _parse_times(frame["fetched_at"], problems)
-    if problems:
-        raise PriceFileError(file, problems)
-    return frame
-
-
-def _describe_bad_byte(raw: bytes, offset: int) -> str:
-    line_start = raw.rfind(b"\n", 0, offset) + 1
-    line = raw[:offset].count(b"\n") + 1
-    header = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
-    field_index = raw[line_start:offset].count(b",")
-    field_name = header[field_index] if field_index < len(header) else f"#{field_index + 1}"
-    where = f"row {line - 1} (line {line})" if line > 1 else "header (line 1)"
-    return f"{where}, field {field_name}: not UTF-8 (byte 0x{raw[offset]:02x})"
-
-
-def _parse_numbers(values: pd.Series, column: str, problems: list[str]) -> pd.Series:
-    parsed: list[float] = []
-    for row, text in enumerate(values, start=1):
-        text = text.strip()
-        if text == "":
-            parsed.append(math.nan)
-            continue
-        try:
-            parsed.append(float(text))
-        except ValueError:
-            problems.append(f"row {row}, field {column}: not a number: {text!r}")
-            parsed.append(math.nan)
-    return pd.Series(parsed, index=values.index, dtype="float64")
-
-
-def _parse_times(values: pd.Series, problems: list[str]) -> pd.Series:
-    text = values.astype("str").str.strip()
-    parsed = pd.to_datetime(text.replace("", None), utc=True, format="ISO8601", errors="coerce")
-    for row, (raw, value) in enumerate(zip(text, parsed, strict=True), start=1):
-        if raw and pd.isna(value) and raw.lower() not in ("nat", "nan"):
-            problems.append(f"row {row}, field fetched_at: not an ISO 8601 time: {raw!r}")
-    return parsed.astype("datetime64[us, UTC]")
+# `PriceFileError` and `read_price_csv` live in `tasks.prices.table`: one reader, one rule, for
+# `validate`, `run` and `prices --source file`; imported above and re-exported here.
 
 
 # --- the GX engine -------------------------------------------------------------------------

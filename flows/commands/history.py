@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from flows.commands.render import format_table
@@ -20,11 +21,22 @@ def _when(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.state import StateStore
+    """Print recent runs and publications; 2 for a bad store URL, 1 for an unusable store."""
+    from tasks.state import StateStore, StateStoreError
 
-    store = StateStore.from_url(args.state_url)
-    store.create_all()
-    runs = store.recent_runs(args.limit)
+    if args.limit < 1:
+        print("replan history: --limit must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        store = StateStore.from_url(args.state_url)  # creates missing tables
+        try:
+            runs = store.recent_runs(args.limit)
+            publications = store.recent_publications(args.limit)
+        finally:
+            store.dispose()
+    except StateStoreError as exc:
+        print(f"replan history: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(f"runs ({store.url}):")
     print(
         format_table(
@@ -42,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
             ],
         )
     )
-    publications = store.recent_publications(args.limit)
     print("\npublications:")
     print(
         format_table(

@@ -16,13 +16,13 @@ JSON, `)`, optional `;`), not by fixed character counts; either body works from 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
 
+from solver.documents import load_json
 from tasks.prices.errors import MalformedResponse
 from tasks.prices.http import HttpClient, HttpSettings, Progress, check_url, log_progress
 from tasks.prices.table import empty_price_table, to_price_table, utc_now
@@ -155,8 +155,12 @@ class AwsSpotSource:
         self._progress(f"{self.name}: GET spot feed")
         text = self._client.get_text(self.url, accept="application/json, text/javascript")
         try:
-            payload = json.loads(unwrap_jsonp(text))
-        except ValueError as exc:
+            payload = load_json(
+                unwrap_jsonp(text),
+                source="body",
+                max_bytes=self._client.settings.max_response_bytes,
+            )
+        except ValueError as exc:  # DocumentError is a ValueError
             raise MalformedResponse(self.name, self.url, f"invalid JSON/JSONP: {exc}") from None
         try:
             table = feed_to_table(payload, source=self.name, fetched_at=fetched_at)

@@ -22,13 +22,13 @@ armRegionName eq '<region>'`, following `NextPageLink` until it is null/absent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
+from solver.documents import DocumentError, load_json
 from tasks.prices.errors import MalformedResponse
 from tasks.prices.http import (
     HttpClient,
@@ -210,8 +210,8 @@ class AzureRetailSource:
 
     def _parse_page(self, url: str, body: bytes) -> dict[str, Any]:
         try:
-            page = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            page = load_json(body, source="page", max_bytes=self.settings.max_response_bytes)
+        except DocumentError as exc:
             raise MalformedResponse(self.name, url, f"invalid JSON: {exc}") from None
         if not isinstance(page, dict) or not isinstance(page.get("Items"), list):
             raise MalformedResponse(self.name, url, "JSON page has no Items list")

@@ -12,7 +12,7 @@ import pandas as pd
 
 from tasks.prices.errors import MalformedResponse, SourceConfigError
 from tasks.prices.http import Progress, log_progress
-from tasks.prices.table import read_price_csv
+from tasks.prices.table import read_price_csv, to_price_table
 
 
 class FileSource:
@@ -30,9 +30,10 @@ class FileSource:
         if not self.path.is_file():
             raise SourceConfigError(self.name, str(self.path), "no such file")
         self._progress(f"{self.name}: reading {self.path}")
-        try:
-            return read_price_csv(self.path)
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        try:  # the one reader `replan validate` uses, then the canonical coercion
+            return to_price_table(read_price_csv(self.path))
+        except ValueError as exc:  # PriceFileError is a ValueError
+            detail = str(exc).removeprefix(f"{self.path}: ")
             raise MalformedResponse(
-                self.name, str(self.path), f"not a canonical price CSV: {exc}"
+                self.name, str(self.path), f"not a canonical price CSV: {detail}"
             ) from None

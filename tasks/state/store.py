@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -50,9 +51,98 @@ def default_state_url(path: str | Path | None = None) -> str:
     return f"sqlite:///{Path(path) if path is not None else DEFAULT_STATE_PATH}"
 
 
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*):[^@\s]*@")
+
+
 def redact_url(url: str | sa.URL) -> str:
-    """The URL with its password replaced by `***`, safe to print."""
-    return sa.make_url(url).render_as_string(hide_password=True)
+    """The URL with its password replaced by `***`, safe to print (also when unparsable)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        return _USERINFO_PASSWORD.sub(r"\g<head>:***@", str(url))
+
+
+class StateStoreError(RuntimeError):
+    """The state store cannot be opened or used: one line that says why and the fix.
+
+    `exit_code` is 2 for a URL that can never work (`StateUrlError`), 1 for a store that
+    cannot be reached or used now (`StateStoreUnavailable`). Passwords never appear.
+    """
+
+    exit_code = 1
+
+
+class StateUrlError(StateStoreError):
+    """The state store URL cannot be parsed or names a database replan does not support."""
+
+    exit_code = 2
+
+
+class StateStoreUnavailable(StateStoreError):
+    """The store's database is unreachable, corrupt, read-only or its folder cannot be made."""
+
+
+# Errors of the statement itself (a constraint, bad SQL): the caller's to handle, not the store's.
+_CALLER_ERRORS = (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.DataError)
+
+_URL_FIX = (
+    "fix: give --state (or REPLAN_STATE_URL) as sqlite:///PATH/replan.sqlite or "
+    "postgresql+psycopg://USER@HOST:5432/DATABASE"
+)
+
+
+def _parse_state_url(chosen: str) -> sa.URL:
+    try:
+        parsed = sa.make_url(chosen)
+        parsed.port  # noqa: B018 (a bad port is only found when read)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        raise StateUrlError(
+            f"state store URL {redact_url(chosen)!r} cannot be parsed; {_URL_FIX}"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StateUrlError(
+            f"state store URL scheme {parsed.drivername!r} is not supported "
+            f"(only SQLite and PostgreSQL); {_URL_FIX}"
+        )
+    return parsed
+
+
+def _first_line(error: BaseException, password: str | None) -> str:
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = re.sub(r"^\(\S+\)\s*", "", text)  # SQLAlchemy's "(sqlite3.OperationalError) "
+    if password:
+        text = text.replace(password, "***")
+    return text[:200]
+
+
+def describe_store_error(error: BaseException, url: sa.URL) -> StateStoreError:
+    """A one-line `StateStoreError` for a database error met opening or using the store."""
+    shown = url.render_as_string(hide_password=True)
+    orig = getattr(error, "orig", None) or error
+    detail = _first_line(orig, url.password if isinstance(url.password, str) else None)
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ":memory:"
+        lowered = detail.lower()
+        if "not a database" in lowered or "malformed" in lowered or "encrypted" in lowered:
+            return StateStoreUnavailable(
+                f"the state store {path} is not a readable SQLite database ({detail}); fix: "
+                "move the file aside (a new store is created on the next run) or restore a backup"
+            )
+        if "readonly" in lowered or "read-only" in lowered:
+            return StateStoreUnavailable(
+                f"the state store {path} is read-only ({detail}); fix: make the file and its "
+                "folder writable, or choose another path with --state sqlite:///PATH"
+            )
+        if "unable to open" in lowered:
+            return StateStoreUnavailable(
+                f"cannot open or create the state store {path} ({detail}); fix: make its folder "
+                "writable, or choose another path with --state sqlite:///PATH"
+            )
+        return StateStoreUnavailable(f"the state store {path} failed: {detail}")
+    return StateStoreUnavailable(
+        f"cannot use the state store at {shown}: {detail}; fix: start PostgreSQL, or correct the "
+        "host, port, user and database in --state / REPLAN_STATE_URL"
+    )
 
 
 def _now() -> datetime:
@@ -111,14 +201,28 @@ class StateStore:
     ) -> StateStore:
         """Open the store: `url`, else `$REPLAN_STATE_URL`, else the SQLite file at `path`."""
         chosen = url or os.environ.get(STATE_URL_ENV) or default_state_url(path)
-        parsed = sa.make_url(chosen)
+        parsed = _parse_state_url(chosen)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(database).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StateStoreUnavailable(
+                        f"cannot create the folder {folder} of the state store "
+                        f"({exc.strerror or type(exc).__name__}); fix: choose a writable path "
+                        "with --state sqlite:///PATH"
+                    ) from None
             connect_args["timeout"] = lock_timeout_s
-        engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        try:
+            engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        except (sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise StateUrlError(
+                f"state store driver {parsed.drivername!r} is not available "
+                f"({type(exc).__name__}); {_URL_FIX}"
+            ) from None
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine, lock_timeout_s)
         store = cls(engine, schema_name=schema_name, lock_timeout_s=lock_timeout_s)
@@ -151,13 +255,22 @@ class StateStore:
         except OperationalError as exc:
             if _is_busy(exc):
                 raise StoreBusy(f"the state store at {self.url} stayed locked") from None
-            raise
+            raise describe_store_error(exc, self._base_engine.url) from None
+        except sa.exc.DatabaseError as exc:  # e.g. a corrupt SQLite file
+            if isinstance(exc, _CALLER_ERRORS):
+                raise
+            raise describe_store_error(exc, self._base_engine.url) from None
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         """One read-only transaction: a consistent snapshot."""
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.DatabaseError as exc:  # OperationalError included: unreachable, corrupt
+            if isinstance(exc, _CALLER_ERRORS):
+                raise
+            raise describe_store_error(exc, self._base_engine.url) from None
 
     def _advisory_key(self, name: str) -> int:
         """A signed 64-bit key for PostgreSQL's advisory locks, distinct per schema."""

@@ -11,6 +11,10 @@
 - `Reply` can delay before the headers (`delay_s`, to hit a client's read timeout), stall
   mid-body (`stall_after_bytes` + `stall_s`), declare a longer body than it sends
   (`truncate_to_bytes`, a broken transfer), or omit Content-Length (`chunked=True`).
+- `drip_s` sends the body one byte at a time, `drip_s` seconds apart (a peer that keeps a
+  connection alive just above any per-read timeout); `header_drip_s` does the same with the
+  status line and headers. `LoopbackServer(host="127.0.0.2")`
+  listens on another loopback address: "another host" for origin tests.
 - Every request is recorded (method, path, query, headers, body), including unmatched ones (404).
 - Waits end early when the server stops, so a stuck test never outlives its server.
 
@@ -62,6 +66,8 @@ class Reply:
     stall_s: float = 0.0
     truncate_to_bytes: int | None = None
     chunked: bool = False
+    drip_s: float = 0.0
+    header_drip_s: float = 0.0
 
     @classmethod
     def file(cls, path: str | Path, content_type: str | None = None, **options: Any) -> Reply:
@@ -113,12 +119,12 @@ class _Route:
 class LoopbackServer:
     """A threaded `http.server` on 127.0.0.1, random port, programmable routes."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[RecordedRequest] = []
         self._routes: dict[tuple[str, str], _Route] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = ThreadingHTTPServer((host, 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -207,7 +213,17 @@ class LoopbackServer:
                     else:
                         self.send_header("Content-Length", str(len(reply.body)))
                     self.send_header("Connection", "close")
-                    self.end_headers()
+                    if reply.header_drip_s:
+                        self._headers_buffer.append(b"\r\n")
+                        head = b"".join(self._headers_buffer)
+                        self._headers_buffer = []
+                        for index in range(len(head)):
+                            self.wfile.write(head[index : index + 1])
+                            self.wfile.flush()
+                            if server.stopping.wait(reply.header_drip_s):
+                                return
+                    else:
+                        self.end_headers()
                     body = reply.body
                     if reply.truncate_to_bytes is not None:
                         body = body[: reply.truncate_to_bytes]
@@ -216,6 +232,13 @@ class LoopbackServer:
                         if server.stopping.wait(reply.stall_s):
                             return
                         body = body[reply.stall_after_bytes :]
+                    if reply.drip_s:
+                        for index in range(len(body)):
+                            self._write(body[index : index + 1], reply.chunked)
+                            self.wfile.flush()
+                            if server.stopping.wait(reply.drip_s):
+                                return
+                        body = b""
                     self._write(body, reply.chunked)
                     if reply.chunked and reply.truncate_to_bytes is None:
                         self.wfile.write(b"0\r\n\r\n")

@@ -149,7 +149,7 @@ def test_file_errors(tmp_path: Path, snapshot: pd.DataFrame) -> None:
     with pytest.raises(MalformedResponse, match="share a key"):
         fetch_prices("file", str(path))
     path.write_text("source,cloud\nfile,aws\n")
-    with pytest.raises(MalformedResponse, match="missing columns"):
+    with pytest.raises(MalformedResponse, match="missing column"):
         fetch_prices("file", str(path))
 
 

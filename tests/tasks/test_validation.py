@@ -59,7 +59,6 @@ def test_good_prices_pass() -> None:
 # file -> (expectation description, row label of an offending row)
 BAD_PRICES = {
     "prices-negative.csv": ("on-demand price > 0", "row 2 aws/us-east-1/use1-az1/p3.8xlarge"),
-    "prices-nan.csv": ("gpus_per_instance present", "row 3 aws/us-east-1/use1-az1/g4dn.xlarge"),
     "prices-empty.csv": ("at least one price row", ""),
     "prices-duplicate-key.csv": ("unique key", "row 3 aws/us-east-1/use1-az1/p3.8xlarge"),
     "prices-unknown-gpu.csv": ("known GPU name", "row 2 aws/us-east-1/use1-az1/p3.8xlarge"),
@@ -77,6 +76,10 @@ UNREADABLE_PRICES = {
     "prices-non-utf8.csv": "row 2 (line 3), field region: not UTF-8 (byte 0xff)",
     "prices-unparsable-number.csv": "row 2, field price_per_hour: not a number: '12.24 USD'",
     "prices-unparsable-time.csv": "row 3, field fetched_at: not an ISO 8601 time: 'yesterday'",
+    "prices-nan.csv": "row 3, field gpus_per_instance: 'NaN' is not a finite number",
+    "prices-ragged-row.csv": "row 2 (line 3): 11 fields where the header has 10 (an extra field",
+    "prices-nonfinite-price.csv": "row 1, field price_per_hour: 'NaN' is not a finite number",
+    "prices-huge-price.csv": "row 2, field price_per_hour: '1e308' is beyond the 10,000 limit",
 }
 
 
