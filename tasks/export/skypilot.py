@@ -259,9 +259,12 @@ def job_group_spec(group: ReplicaGroup, hf_model: str, file_stem: str) -> Launch
     )
 
 
-def launch_spec(group: ReplicaGroup, hf_model: str, index: int) -> LaunchSpec:
-    """The most faithful SkyPilot form of the group: a service when native, else JobGroups."""
-    stem = f"{index:02d}-{group.name}"
+def launch_spec(group: ReplicaGroup, hf_model: str) -> LaunchSpec:
+    """The most faithful SkyPilot form of the group: a service when native, else JobGroups.
+
+    Files are named after the group, so the same group keeps its file from plan to plan.
+    """
+    stem = group.name
     if group.native:
         return service_spec(group, hf_model, f"{stem}.yaml")
     return job_group_spec(group, hf_model, stem)

@@ -99,14 +99,14 @@ def write_export(
     exports: list[GroupExport] = []
     if format == "skypilot" and not all(g.native for g in groups):
         notes.append(JOB_GROUP_NOTE)
-    for index, group in enumerate(groups, start=1):
+    for group in groups:
         hf_model, known = hf_model_for(group.model, hf_models)
         if not known:
             notes.append(
                 f"model {group.model!r} has no Hugging Face id in the export's table: the specs "
                 "serve the plan's name; pass --hf-model NAME=ORG/REPO"
             )
-        spec = launch_spec(group, hf_model, index) if format == "skypilot" else None
+        spec = launch_spec(group, hf_model) if format == "skypilot" else None
         exports.append(GroupExport(group, hf_model, spec))
         if spec is not None:
             notes += [f"{group.name}: {limit}" for limit in spec.limits]
