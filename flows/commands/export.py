@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         source = PlanSource(store)
-        chosen = source.run(args.run_id, args.strategy) if args.run_id is not None else source.latest()
+        chosen = (
+            source.run(args.run_id, args.strategy) if args.run_id is not None else source.latest()
+        )
         previous = source.previous(chosen.run_id)
         result = write_export(
             chosen.plan,
