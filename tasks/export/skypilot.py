@@ -230,7 +230,7 @@ def job_group_spec(group: ReplicaGroup, hf_model: str, file_stem: str) -> Launch
                 job["setup"] = _setup()
                 job["run"] = (
                     f"ray start --head --port={RAY_PORT} --disable-usage-stats\n"
-                    + _wait_for_gpus(min(group.tp_degrees) * group.pp)
+                    + _wait_for_gpus(group.gpus_per_replica)
                     + command
                     + "\n"
                 )

@@ -66,6 +66,8 @@ def test_every_replica_group_serves_with_the_plans_tp_pp_and_split(
                 assert "VLLM_PP_LAYER_PARTITION" not in envs
             if group.pp > 1:
                 assert args["--distributed-executor-backend"] == "ray"
+                # the server starts only once Ray holds every GPU of the replica
+                assert f'get("GPU", 0) < {group.gpus_per_replica}:' in document["run"]
         written = {p.name for p in (tmp_path / "out").iterdir()}
         assert set(spec.files) <= written
 
