@@ -267,3 +267,20 @@ def test_a_failure_mid_write_keeps_the_earlier_export(
         write_export(load("fleet-spot.json"), out)
     assert sorted(p.name for p in out.iterdir() if p.name != ".replan-export") == first.files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_union_of_pre_fleet_model_plans_exports_every_model(tmp_path: Path) -> None:
+    from tasks.export.source import union_plan
+
+    fleet = load("fleet-spot.json")
+    parts = []
+    for model in ("llama-3.1-8b", "llama-3.1-70b"):
+        replicas = [
+            {k: v for k, v in r.items() if k != "model"}
+            for r in fleet["replicas"]
+            if r["model"] == model
+        ]
+        parts.append((model, {"strategy": "exact", "status": "optimal", "replicas": replicas}))
+    result = write_export(union_plan(parts), tmp_path / "out")
+    assert sorted({g.group.model for g in result.groups}) == ["llama-3.1-70b", "llama-3.1-8b"]
+    assert sum(g.group.count for g in result.groups) == sum(r["count"] for r in fleet["replicas"])

@@ -38,13 +38,15 @@ def sky(sky_home: Path) -> Iterator[SimpleNamespace]:
         try:
             import sky as sky_module
             from sky.serve import serve_utils
-            from sky.utils import dag_utils
+            from sky.utils import common_utils, dag_utils
         except ImportError as exc:
             message = f"skypilot (the deploy extra) is not installed: {exc}; run {INSTALL}"
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
-        yield SimpleNamespace(sky=sky_module, serve_utils=serve_utils, dag_utils=dag_utils)
+        yield SimpleNamespace(
+            sky=sky_module, serve_utils=serve_utils, dag_utils=dag_utils, common=common_utils
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +104,8 @@ def test_skypilot_accepts_every_spec_and_the_gpus_add_up_to_the_plan(
     gpus, services, job_groups = load_export(sky, tmp_path / "out")
     assert gpus == plan_gpus(plan)
     by_name = {g.group.name: g.group for g in result.groups}
+    for name in by_name:  # what `sky serve up -n` and `sky jobs launch` check
+        sky.common.check_cluster_name_is_valid(name)
     for task in services:
         group = by_name[task.name]
         assert task.service.min_replicas == group.count
