@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             previous_plan_json=previous.plan if previous else None,
             format=args.format,
             hf_models=hf_models,
+            notes=chosen.notes,
         )
     except ExportError as exc:
         return _fail(str(exc))

@@ -25,6 +25,7 @@ class StoredPlan:
     plan: dict[str, Any]
     run_id: int
     description: str  # e.g. "fleet plan of run 7" or "union of 2 model plans (runs 3, 4)"
+    notes: tuple[str, ...] = ()  # how a pre-fleet plan was read
 
 
 def _market_for_price_mode(price_mode: Any) -> str | None:
@@ -86,6 +87,7 @@ class PlanSource:
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self._markets: dict[int, str | None] = {}
+        self._notes: list[str] = []
 
     def _market(self, run_id: int) -> str | None:
         if run_id not in self._markets:
@@ -99,7 +101,17 @@ class PlanSource:
     def _normalised(self, model: str, plan: dict[str, Any], run_id: int) -> dict[str, Any]:
         if model == FLEET_MODEL:
             return plan
-        return _with_model(plan, model, self._market(run_id))
+        market = self._market(run_id)
+        if market is not None:
+            self._notes.append(
+                f"{model} (run {run_id}) is a pre-fleet plan without markets: its run priced "
+                f"every pool {market}, so its stages are exported {market}"
+            )
+        return _with_model(plan, model, market)
+
+    def _take_notes(self) -> tuple[str, ...]:
+        notes, self._notes = tuple(self._notes), []
+        return notes
 
     def _published(self) -> list[PublicationRecord]:
         """Every delivered publication, newest first."""
@@ -134,6 +146,7 @@ class PlanSource:
             max(runs),
             f"union of the latest published plans of {len(parts)} model(s) "
             f"(runs {', '.join(map(str, runs))})",
+            self._take_notes(),
         )
 
     def latest(self) -> StoredPlan:
@@ -157,7 +170,10 @@ class PlanSource:
             return StoredPlan(fleet[0].plan, run_id, f"{strategy} fleet plan of run {run_id}")
         parts = [(p.model, self._normalised(p.model, p.plan, run_id)) for p in records]
         return StoredPlan(
-            union_plan(parts), run_id, f"union of the {strategy} plans of run {run_id}"
+            union_plan(parts),
+            run_id,
+            f"union of the {strategy} plans of run {run_id}",
+            self._take_notes(),
         )
 
     def previous(self, run_id: int) -> StoredPlan | None:

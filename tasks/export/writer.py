@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,18 +76,21 @@ def write_export(
     format: str = "skypilot",
     hf_models: Mapping[str, str] | None = None,
     default_model: str | None = None,
+    notes: Sequence[str] = (),
 ) -> ExportResult:
     """Write the plan's launch specs into `out_dir`, whole or not at all.
 
     `out_dir` must be missing, empty, or an earlier export (it holds `.replan-export`); an
     earlier export is replaced. The folder is built next to `out_dir` and renamed into place.
     `hf_models` maps plan model names to Hugging Face ids (over the built-in table);
-    `default_model` names the model of a pre-fleet plan whose replicas carry none.
+    `default_model` names the model of a pre-fleet plan whose replicas carry none; `notes`
+    are said in the README too (e.g. how a stored pre-fleet plan was read).
     """
     if format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     plan = _parse(plan_json, "plan")
-    groups, notes = plan_groups(plan, default_model=default_model)
+    groups, group_notes = plan_groups(plan, default_model=default_model)
+    notes = [*notes, *group_notes]
     if not groups:
         raise ExportError("plan: no replicas to export")
     changes = None

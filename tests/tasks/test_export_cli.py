@@ -115,6 +115,9 @@ def test_pre_fleet_store_exports_the_union_of_every_models_latest_plan(
         (r["model"], s["market"]) for r in document["replicas"] for s in r["stages"]
     }  # each model's stages take the market its run priced at
     assert markets == {("llama-3.1-8b", "on-demand"), ("llama-3.1-70b", "spot")}
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "llama-3.1-8b (run 1) is a pre-fleet plan" in readme
+    assert "its run priced every pool spot" in readme
     groups = document["export"]["groups"]
     assert sum(g["count"] for g in groups) == sum(r["count"] for r in fleet["replicas"])
 
