@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         hf_models = _hf_models(args.hf_model)
         store = _open_store(args.state_url)
-    except (ValueError, FileNotFoundError, ArgumentError) as exc:
+    except ArgumentError as exc:  # the URL itself is not echoed: it may hold a password
+        return _fail(f"--state: {exc}")
+    except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     try:
         source = PlanSource(store)
@@ -103,20 +105,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{store.url}: cannot read the state store ({first})")
     finally:
         store.dispose()
-    replicas = sum(g.group.count for g in result.groups)
-    print(
-        f"wrote {result.out_dir}: {len(result.groups)} replica group(s), {replicas} replica(s) "
-        f"from the {chosen.description}"
-    )
-    if previous is not None and result.changes is not None:
-        launched = sum(max(c.after - c.before, 0) for c in result.changes)
-        stopped = sum(max(c.before - c.after, 0) for c in result.changes)
-        print(
-            f"against the {previous.description}: {launched} replica(s) to launch, "
-            f"{stopped} to stop"
-        )
-    if result.notes:
-        print(f"{len(result.notes)} note(s) on what SkyPilot/vLLM cannot express: see README.md")
+    print(f"{result.summary()}; from the {chosen.description}")
+    if previous is not None:
+        print(f"changes are against the {previous.description}")
     if "README.md" in result.files:
         print(f"next: read {Path(result.out_dir) / 'README.md'}")
     return EXIT_OK

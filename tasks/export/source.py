@@ -49,10 +49,13 @@ def _with_model(plan: dict[str, Any], model: str, market: str | None) -> dict[st
     return {**plan, "replicas": replicas}
 
 
-def union_plan(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def union_plan(
+    parts: list[tuple[str, dict[str, Any]]], *, market: str | None = None
+) -> dict[str, Any]:
     """One fleet-shaped plan from (model, plan) pairs: replicas named and concatenated, totals
-    summed. This is what a pre-fleet store's per-model plans add up to."""
-    parts = [(model, _with_model(plan, model, None)) for model, plan in parts]
+    summed. This is what a pre-fleet store's per-model plans add up to. `market` fills the
+    stages that carry none (a pre-fleet run priced every pool in its price mode's market)."""
+    parts = [(model, _with_model(plan, model, market)) for model, plan in parts]
     replicas = [r for _, plan in parts for r in plan.get("replicas") or []]
     tokens = sum(float(plan.get("tokens_per_s") or 0) for _, plan in parts)
     cost = sum(float(plan.get("cost_per_hour") or 0) for _, plan in parts)

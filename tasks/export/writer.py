@@ -57,6 +57,18 @@ class ExportResult:
     changes: list[GroupChange] | None
     notes: list[str] = field(default_factory=list)  # what the export could not say natively
 
+    def summary(self) -> str:
+        """One line for a report or a Slack message."""
+        replicas = sum(g.group.count for g in self.groups)
+        line = f"{replicas} replica(s) in {len(self.groups)} group(s) written to {self.out_dir}"
+        if self.changes is not None:
+            launched = sum(max(c.after - c.before, 0) for c in self.changes)
+            stopped = sum(max(c.before - c.after, 0) for c in self.changes)
+            line += f"; {launched} to launch, {stopped} to stop"
+        if self.notes:
+            line += f"; {len(self.notes)} note(s) on what SkyPilot/vLLM cannot express"
+        return line
+
 
 def _parse(plan: Mapping[str, Any] | str, what: str) -> dict[str, Any]:
     try:
