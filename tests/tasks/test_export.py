@@ -145,6 +145,8 @@ def test_readme_orders_launches_before_stops_and_counts_changes(tmp_path: Path) 
     result = write_export(current, tmp_path / "out", previous_plan_json=previous)
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "5 replica(s) to launch, 1 replica(s) to stop." in readme
+    assert "18 replica(s) in 4 group(s)" in result.summary()
+    assert "; 5 to launch, 1 to stop" in result.summary()
     actions = {c.group.name: (c.action, c.before, c.after) for c in result.changes or []}
     assert actions["llama-3-1-8b-aws-us-east-1-a10g-spot-tp1"] == ("scale up", 6, 9)
     assert actions["llama-3-1-70b-gcp-us-central1-a100-80gb-tp2-pp2"] == ("stop", 1, 0)
