@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ def sky(sky_home: Path) -> Iterator[SimpleNamespace]:
         patch.setenv("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
         try:
             import sky as sky_module
+            from sky.client.cli import command
             from sky.serve import serve_utils
             from sky.utils import common_utils, dag_utils
         except ImportError as exc:
@@ -45,7 +47,11 @@ def sky(sky_home: Path) -> Iterator[SimpleNamespace]:
                 pytest.fail(message)
             pytest.skip(message)
         yield SimpleNamespace(
-            sky=sky_module, serve_utils=serve_utils, dag_utils=dag_utils, common=common_utils
+            sky=sky_module,
+            serve_utils=serve_utils,
+            dag_utils=dag_utils,
+            common=common_utils,
+            cli=command.cli,
         )
 
 
@@ -157,3 +163,39 @@ def test_skyserve_refuses_what_the_export_turns_into_job_groups(
     task = sky.sky.Task.from_yaml(str(spec))
     with pytest.raises(ValueError, match="all use spot or none"):
         sky.serve_utils.validate_service_task(task, pool=False)
+
+
+def parse_sky_command(cli: Any, line: str) -> tuple[str, dict[str, Any]]:
+    """Parse a `sky ...` line with SkyPilot's own click CLI, without running it."""
+    words = shlex.split(line)
+    assert words[0] == "sky"
+    context = cli.make_context("sky", words[1:])
+    command, args = cli, [*context.protected_args, *context.args]
+    while hasattr(command, "resolve_command"):
+        name, command, args = command.resolve_command(context, args)
+        context = command.make_context(name, args, parent=context)
+        args = [*getattr(context, "protected_args", []), *context.args]
+    return command.name, context.params
+
+
+def test_every_command_in_the_readme_parses_with_the_sky_cli(
+    sky: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "not-a-token")  # `--secret HF_TOKEN` reads it locally
+    previous = json.loads((DATA / "mixed-pool.json").read_text())
+    current = json.loads((DATA / "mixed-pool.json").read_text())
+    current["replicas"][0]["count"] = 1  # a JobGroup copy to cancel
+    current["replicas"][3]["count"] = 5  # a service to scale up
+    current["replicas"][2]["count"] = 2  # a JobGroup copy to launch
+    del current["replicas"][1]  # a JobGroup to stop
+    current["replicas"] += json.loads((DATA / "fleet-spot.json").read_text())["replicas"][:1]
+    write_export(current, tmp_path / "out", previous_plan_json=previous)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    lines = [line.strip() for line in readme.splitlines() if line.strip().startswith("sky ")]
+    parsed = [parse_sky_command(sky.cli, line) for line in lines]
+    assert sorted({name for name, _ in parsed}) == ["cancel", "launch", "up", "update"]
+    for name, params in parsed:
+        if name in ("up", "update", "launch"):
+            (spec,) = params["service_yaml" if name != "launch" else "entrypoint"]
+            assert (tmp_path / "out" / spec).is_file()
+            assert params["secret"] == (("HF_TOKEN", "not-a-token"),)
