@@ -38,6 +38,10 @@ def register(subparsers: Any) -> None:
         metavar="NAME=ORG/REPO",
         help="Hugging Face id for a plan model (repeatable)",
     )
+    parser.add_argument(
+        "--inventory",
+        help="inventory whose KV-cache reserve sets vLLM's --max-model-len/--max-num-seqs",
+    )
     parser.add_argument("--out", required=True, help="folder to write")
     parser.set_defaults(func=run)
 
@@ -74,11 +78,13 @@ def _open_store(url: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from tasks.export import ExportError, write_export
+    from tasks.export import ExportError, serving_limits, write_export
     from tasks.export.source import PlanSource
+    from tasks.inventory import load_inventory
 
     try:
         hf_models = _hf_models(args.hf_model)
+        limits = serving_limits(load_inventory(args.inventory).models) if args.inventory else None
         store = _open_store(args.state_url)
     except ArgumentError as exc:  # the URL itself is not echoed: it may hold a password
         return _fail(f"--state: {exc}")
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             previous_plan_json=previous.plan if previous else None,
             format=args.format,
             hf_models=hf_models,
+            serving_limits=limits,
             notes=chosen.notes,
         )
     except ExportError as exc:

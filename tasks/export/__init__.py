@@ -5,7 +5,13 @@
 """
 
 from tasks.export.groups import ExportError, GroupChange, ReplicaGroup, Stage, plan_groups
-from tasks.export.models import HF_MODELS, hf_model_for
+from tasks.export.models import (
+    HF_MODELS,
+    ModelServer,
+    ServingLimits,
+    hf_model_for,
+    serving_limits,
+)
 from tasks.export.writer import FORMATS, ExportResult, GroupExport, write_export
 
 __all__ = [
@@ -15,9 +21,12 @@ __all__ = [
     "ExportResult",
     "GroupChange",
     "GroupExport",
+    "ModelServer",
     "ReplicaGroup",
+    "ServingLimits",
     "Stage",
     "hf_model_for",
     "plan_groups",
+    "serving_limits",
     "write_export",
 ]

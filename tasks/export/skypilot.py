@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from tasks.export.groups import ReplicaGroup
+from tasks.export.models import ModelServer
 
 SERVER_PORT = 8000
 RAY_PORT = 6379
@@ -59,12 +60,13 @@ def vllm_env(group: ReplicaGroup) -> dict[str, str]:
     return {PARTITION_ENV: ",".join(map(str, group.layer_split))} if group.uneven_split else {}
 
 
-def vllm_command(group: ReplicaGroup, hf_model: str) -> str:
-    """`vllm serve` with the plan's TP and PP sizes (the split goes in `vllm_env`)."""
+def vllm_command(group: ReplicaGroup, server: ModelServer) -> str:
+    """`vllm serve` with the plan's TP and PP sizes (the split goes in `vllm_env`), and the
+    context and batch the planner reserved KV cache for, when known."""
     args = [
         "vllm",
         "serve",
-        hf_model,
+        server.hf_model,
         "--served-model-name",
         group.model,
         "--host",
@@ -78,6 +80,13 @@ def vllm_command(group: ReplicaGroup, hf_model: str) -> str:
     ]
     if group.pp > 1:
         args += ["--distributed-executor-backend", "ray"]
+    if server.limits is not None:
+        args += [
+            "--max-model-len",
+            str(server.limits.max_model_len),
+            "--max-num-seqs",
+            str(server.limits.max_num_seqs),
+        ]
     return shlex.join(args)
 
 
@@ -138,10 +147,10 @@ def _dump_all(documents: list[dict[str, Any]]) -> str:
     return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=100)
 
 
-def service_spec(group: ReplicaGroup, hf_model: str, file_name: str) -> LaunchSpec:
+def service_spec(group: ReplicaGroup, server: ModelServer, file_name: str) -> LaunchSpec:
     """A SkyServe service: `service.replicas` = count, one node per pipeline stage."""
     env = vllm_env(group)
-    command = vllm_command(group, hf_model)
+    command = vllm_command(group, server)
     if group.pp == 1:
         run = command + "\n"
     else:
@@ -190,10 +199,10 @@ def service_spec(group: ReplicaGroup, hf_model: str, file_name: str) -> LaunchSp
     )
 
 
-def job_group_spec(group: ReplicaGroup, hf_model: str, file_stem: str) -> LaunchSpec:
+def job_group_spec(group: ReplicaGroup, server: ModelServer, file_stem: str) -> LaunchSpec:
     """One SkyPilot JobGroup per replica: one job per stage, each on its own pool."""
     env = vllm_env(group)
-    command = vllm_command(group, hf_model)
+    command = vllm_command(group, server)
     limits = [
         f"stages on {len({s.pool for s in group.stages})} pools with TP "
         f"{','.join(map(str, group.tp_degrees))}: one SkyPilot JobGroup per replica "
@@ -259,15 +268,15 @@ def job_group_spec(group: ReplicaGroup, hf_model: str, file_stem: str) -> Launch
     )
 
 
-def launch_spec(group: ReplicaGroup, hf_model: str) -> LaunchSpec:
+def launch_spec(group: ReplicaGroup, server: ModelServer) -> LaunchSpec:
     """The most faithful SkyPilot form of the group: a service when native, else JobGroups.
 
     Files are named after the group, so the same group keeps its file from plan to plan.
     """
     stem = group.name
     if group.native:
-        return service_spec(group, hf_model, f"{stem}.yaml")
-    return job_group_spec(group, hf_model, stem)
+        return service_spec(group, server, f"{stem}.yaml")
+    return job_group_spec(group, server, stem)
 
 
 def stop_commands(group: ReplicaGroup) -> list[str]:

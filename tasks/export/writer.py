@@ -19,7 +19,7 @@ from tasks.export.groups import (
     plan_groups,
     plan_groups_by_replica,
 )
-from tasks.export.models import hf_model_for
+from tasks.export.models import ModelServer, ServingLimits, hf_model_for
 from tasks.export.skypilot import (
     HEALTH_PATH,
     JOB_GROUP_NOTE,
@@ -42,8 +42,12 @@ class GroupExport:
     """One replica group as exported."""
 
     group: ReplicaGroup
-    hf_model: str
+    server: ModelServer
     spec: LaunchSpec | None  # None for --format json
+
+    @property
+    def hf_model(self) -> str:
+        return self.server.hf_model
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ def write_export(
     format: str = "skypilot",
     hf_models: Mapping[str, str] | None = None,
     default_model: str | None = None,
+    serving_limits: Mapping[str, ServingLimits] | None = None,
     notes: Sequence[str] = (),
 ) -> ExportResult:
     """Write the plan's launch specs into `out_dir`, whole or not at all.
@@ -95,8 +100,9 @@ def write_export(
     `out_dir` must be missing, empty, or an earlier export (it holds `.replan-export`); an
     earlier export is replaced. The folder is built next to `out_dir` and renamed into place.
     `hf_models` maps plan model names to Hugging Face ids (over the built-in table);
-    `default_model` names the model of a pre-fleet plan whose replicas carry none; `notes`
-    are said in the README too (e.g. how a stored pre-fleet plan was read).
+    `default_model` names the model of a pre-fleet plan whose replicas carry none;
+    `serving_limits` (see `models.serving_limits(inventory.models)`) give vLLM the context and
+    batch the planner reserved KV cache for; `notes` are said in the README too.
     """
     if format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -114,15 +120,26 @@ def write_export(
     exports: list[GroupExport] = []
     if format == "skypilot" and not all(g.native for g in groups):
         notes.append(JOB_GROUP_NOTE)
-    for group in groups:
-        hf_model, known = hf_model_for(group.model, hf_models)
+    servers: dict[str, ModelServer] = {}
+    for model in dict.fromkeys(g.model for g in groups):
+        hf_model, known = hf_model_for(model, hf_models)
+        limits = (serving_limits or {}).get(model)
+        servers[model] = ModelServer(hf_model, known, limits)
         if not known:
             notes.append(
-                f"model {group.model!r} has no Hugging Face id in the export's table: the specs "
+                f"model {model!r} has no Hugging Face id in the export's table: the specs "
                 "serve the plan's name; pass --hf-model NAME=ORG/REPO"
             )
-        spec = launch_spec(group, hf_model) if format == "skypilot" else None
-        exports.append(GroupExport(group, hf_model, spec))
+        if limits is None:
+            notes.append(
+                f"model {model!r}: the planner's KV-cache reserve is not known here (give the "
+                "inventory): the vLLM commands carry no --max-model-len/--max-num-seqs, and "
+                "vLLM's default context may not fit the planned GPUs"
+            )
+    for group in groups:
+        server = servers[group.model]
+        spec = launch_spec(group, server) if format == "skypilot" else None
+        exports.append(GroupExport(group, server, spec))
         if spec is not None:
             notes += [f"{group.name}: {limit}" for limit in spec.limits]
     files: dict[str, str] = {}
@@ -208,7 +225,7 @@ def _group_json(export: GroupExport) -> dict[str, Any]:
         "tp": group.tp_degrees,
         "pp": group.pp,
         "layers": group.layer_split,
-        "vllm_command": vllm_command(group, export.hf_model),
+        "vllm_command": vllm_command(group, export.server),
         "env": vllm_env(group),
     }
     if export.spec is not None:
@@ -240,7 +257,7 @@ def _plan_document(
             "name": export.group.name,
             "files": list(export.spec.files) if export.spec else [],
             "launch": export.spec.launch if export.spec else [],
-            "vllm_command": vllm_command(export.group, export.hf_model),
+            "vllm_command": vllm_command(export.group, export.server),
             "env": vllm_env(export.group),
         }
         replicas.append(entry)

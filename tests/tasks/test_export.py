@@ -286,3 +286,21 @@ def test_union_of_pre_fleet_model_plans_exports_every_model(tmp_path: Path) -> N
     result = write_export(union_plan(parts), tmp_path / "out")
     assert sorted({g.group.model for g in result.groups}) == ["llama-3.1-70b", "llama-3.1-8b"]
     assert sum(g.group.count for g in result.groups) == sum(r["count"] for r in fleet["replicas"])
+
+
+def test_inventory_kv_reserve_becomes_vllm_context_and_batch_limits(tmp_path: Path) -> None:
+    from tasks.export import serving_limits
+    from tasks.inventory import load_inventory
+
+    inventory = load_inventory(Path(__file__).parents[2] / "config" / "inventory.yaml")
+    limits = serving_limits(inventory.models)
+    result = write_export(load("fleet-spot.json"), tmp_path / "out", serving_limits=limits)
+    for export in result.groups:
+        kv = inventory.models[export.group.model].kv_cache
+        args = vllm_args(export.spec.vllm_command)
+        assert int(args["--max-model-len"]) == kv.context_tokens
+        assert int(args["--max-num-seqs"]) == kv.batch
+    assert not any("KV-cache reserve" in n for n in result.notes)
+    bare = write_export(load("fleet-spot.json"), tmp_path / "bare")
+    assert "--max-model-len" not in bare.groups[0].spec.vllm_command
+    assert sum("KV-cache reserve is not known" in n for n in bare.notes) == 2  # one per model

@@ -94,10 +94,15 @@ def test_run_exports_that_runs_exact_plan_even_unpublished(
 ) -> None:
     record_run(store, {"fleet": load("fleet-spot.json")}, publish=True)
     unpublished = record_run(store, {"fleet": load("mixed-pool.json")}, publish=False)
-    assert export(store_url, tmp_path / "out", "--run", str(unpublished)) == 0
+    inventory = str(Path(__file__).parents[2] / "config" / "inventory.yaml")
+    assert (
+        export(store_url, tmp_path / "out", "--run", str(unpublished), "--inventory", inventory)
+        == 0
+    )
     document = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert document["cost_per_hour"] == load("mixed-pool.json")["cost_per_hour"]
     assert any(g["kind"] == "job-group" for g in document["export"]["groups"])
+    assert all("--max-model-len 4096" in g["vllm_command"] for g in document["export"]["groups"])
 
 
 def test_pre_fleet_store_exports_the_union_of_every_models_latest_plan(
@@ -143,6 +148,7 @@ def test_first_fleet_export_diffs_against_the_pre_fleet_union(
         ("one", ["--run", "99"], "no run 99"),
         ("one", ["--run", "1", "--strategy", "min-cost"], "run 1 recorded no min-cost plan"),
         ("one", ["--hf-model", "nonsense"], "--hf-model must be NAME=ORG/REPO"),
+        ("one", ["--inventory", "no-such-inventory.yaml"], "no-such-inventory.yaml: cannot read"),
         ("missing", [], "no state store at"),
     ],
 )
