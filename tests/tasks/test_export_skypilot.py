@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,8 +30,12 @@ def sky_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sky(sky_home: Path) -> Iterator[SimpleNamespace]:
-    """The SkyPilot client modules, imported once with HOME in a temporary folder."""
+def sky(sky_home: Path) -> SimpleNamespace:
+    """The SkyPilot client modules, imported once with HOME in a temporary folder.
+
+    HOME is changed only while importing; each test of this module sets it again (below), so
+    the rest of the session keeps the real HOME.
+    """
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(sky_home))
         patch.setenv("SKYPILOT_DISABLE_USAGE_COLLECTION", "1")
@@ -46,13 +49,13 @@ def sky(sky_home: Path) -> Iterator[SimpleNamespace]:
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
-        yield SimpleNamespace(
-            sky=sky_module,
-            serve_utils=serve_utils,
-            dag_utils=dag_utils,
-            common=common_utils,
-            cli=command.cli,
-        )
+    return SimpleNamespace(
+        sky=sky_module,
+        serve_utils=serve_utils,
+        dag_utils=dag_utils,
+        common=common_utils,
+        cli=command.cli,
+    )
 
 
 @pytest.fixture(autouse=True)
