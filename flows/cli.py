@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "flows.commands.history",
     "flows.commands.serve",
     "flows.commands.doctor",
+    "flows.commands.export",
 )
 
 
