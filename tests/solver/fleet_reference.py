@@ -102,9 +102,13 @@ class FleetResult:
                 for name, rep, count in self.replicas
             ],
             "models": [
-                {"name": m.name, "tokens_per_s": m.tokens_per_s,
-                 "useful_tokens_per_s": m.useful_tokens_per_s,
-                 "cost_per_hour": m.cost_per_hour, "gpus": m.gpus}
+                {
+                    "name": m.name,
+                    "tokens_per_s": m.tokens_per_s,
+                    "useful_tokens_per_s": m.useful_tokens_per_s,
+                    "cost_per_hour": m.cost_per_hour,
+                    "gpus": m.gpus,
+                }
                 for m in self.models
             ],
         }
@@ -164,7 +168,8 @@ def _read_models(doc: dict) -> tuple[FleetModel, ...]:
                 layer_memory_gb=float(m["layer_memory_gb"]),
                 demand_tokens_per_s=float(m.get("demand_tokens_per_s") or 0),
                 useful_tokens_per_s=(
-                    None if m.get("useful_tokens_per_s") is None
+                    None
+                    if m.get("useful_tokens_per_s") is None
                     else float(m["useful_tokens_per_s"])
                 ),
             )
@@ -172,8 +177,9 @@ def _read_models(doc: dict) -> tuple[FleetModel, ...]:
         )
     m = doc["model"]
     demand = float((doc.get("solver") or {}).get("demand_tokens_per_s") or 0)
-    return (FleetModel(str(m["name"]), int(m["num_layers"]), float(m["layer_memory_gb"]),
-                       demand, None),)
+    return (
+        FleetModel(str(m["name"]), int(m["num_layers"]), float(m["layer_memory_gb"]), demand, None),
+    )
 
 
 def _fleet(doc: dict) -> _Fleet:
@@ -206,8 +212,11 @@ def _fleet(doc: dict) -> _Fleet:
                 view_pool["tp_efficiency"] = copy.deepcopy(table)
             view_pools.append(view_pool)
         view = {
-            "model": {"name": model.name, "num_layers": model.num_layers,
-                      "layer_memory_gb": model.layer_memory_gb},
+            "model": {
+                "name": model.name,
+                "num_layers": model.num_layers,
+                "layer_memory_gb": model.layer_memory_gb,
+            },
             "pools": view_pools,
             "solver": {**raw_solver, "demand_tokens_per_s": 0, "budget_per_hour": None},
         }
@@ -219,8 +228,12 @@ def _fleet(doc: dict) -> _Fleet:
 def quota_matches(quota: dict, pool: dict) -> bool:
     """A quota matches a pool when every field it gives equals the pool's."""
     market = pool.get("market") or "on-demand"
-    values = {"cloud": pool["cloud"], "region": pool["region"], "gpu": pool["gpu"],
-              "market": market}
+    values = {
+        "cloud": pool["cloud"],
+        "region": pool["region"],
+        "gpu": pool["gpu"],
+        "market": market,
+    }
     return all(quota.get(f) is None or str(quota[f]) == str(values[f]) for f in QUOTA_FIELDS)
 
 
@@ -245,7 +258,8 @@ def _spot_domains(fleet: _Fleet) -> list[tuple[str, ...]]:
         return []
     found = {
         _domain(kind, str(p["cloud"]), str(p["region"]))
-        for p in fleet.pools if p["market"] == "spot"
+        for p in fleet.pools
+        if p["market"] == "spot"
     }
     return sorted(found)
 
@@ -258,7 +272,8 @@ def _exposed_domains(fleet: _Fleet, pool_ids: list[str]) -> frozenset[tuple[str,
     by_id = {p["id"]: p for p in fleet.pools}
     return frozenset(
         _domain(kind, str(by_id[p]["cloud"]), str(by_id[p]["region"]))
-        for p in pool_ids if by_id[p]["market"] == "spot"
+        for p in pool_ids
+        if by_id[p]["market"] == "spot"
     )
 
 
@@ -292,9 +307,7 @@ def _columns(fleet: _Fleet) -> tuple[list[_Column], list[int]]:
     pool_index = {p["id"]: i for i, p in enumerate(fleet.pools)}
     capacity = [int(p["available"]) for p in fleet.pools]
     capacity += [int(q["max_gpus"]) for q in fleet.quotas]
-    quota_pools = [
-        {p["id"] for p in fleet.pools if quota_matches(q, p)} for q in fleet.quotas
-    ]
+    quota_pools = [{p["id"] for p in fleet.pools if quota_matches(q, p)} for q in fleet.quotas]
     columns = []
     for m, view in enumerate(fleet.views):
         for rep in reference._replicas(view):
@@ -306,13 +319,19 @@ def _columns(fleet: _Fleet) -> tuple[list[_Column], list[int]]:
             if any(n > capacity[r] for r, n in use.items()):
                 continue  # alone it breaks a quota: part of no feasible plan
             pool_ids = [s.pool for s in rep.stages]
-            columns.append(_Column(m, rep, tuple(sorted(use.items())),
-                                   _exposed_domains(fleet, pool_ids)))
+            columns.append(
+                _Column(m, rep, tuple(sorted(use.items())), _exposed_domains(fleet, pool_ids))
+            )
     return columns, capacity
 
 
-def _resilient(fleet: _Fleet, columns: list[_Column], path: list[int],
-               model_tokens: list[float], domains: list[tuple[str, ...]]) -> bool:
+def _resilient(
+    fleet: _Fleet,
+    columns: list[_Column],
+    path: list[int],
+    model_tokens: list[float],
+    domains: list[tuple[str, ...]],
+) -> bool:
     """Every domain's spot loss leaves every model at least f * D_m."""
     fraction = fleet.solver["survive_fraction"]
     for domain in domains:
@@ -351,8 +370,9 @@ def _points(fleet: _Fleet) -> tuple[list[_Column], list[_Point]]:
         if domains and not _resilient(fleet, columns, path, model_tokens, domains):
             return
         useful = sum(model.useful(model_tokens[m]) for m, model in enumerate(fleet.models))
-        points.append(_Point(tuple(path), tuple(model_tokens), sum(model_tokens), useful,
-                             cost, gpus))
+        points.append(
+            _Point(tuple(path), tuple(model_tokens), sum(model_tokens), useful, cost, gpus)
+        )
 
     def visit(candidates: list[int], cost: float, gpus: int) -> None:
         for j in candidates:
@@ -387,7 +407,8 @@ def fleet_norms(doc: dict) -> tuple[float, float]:
 def _norms(fleet: _Fleet) -> tuple[float, float]:
     t_norm = sum(
         int(p["available"]) * (model_rate(p, m.name) or 0.0)
-        for p in fleet.pools for m in fleet.models
+        for p in fleet.pools
+        for m in fleet.models
     )
     c_norm = sum(int(p["available"]) * float(p["price_per_gpu_hour"]) for p in fleet.pools)
     return t_norm, c_norm
@@ -437,8 +458,9 @@ def fleet_reference_optimum(doc: dict, strategy: str) -> FleetResult | None:
     sense = 1 if strategy in ("exact", "min-cost") else -1
 
     def score(p: _Point) -> float:
-        return sense * _objective(fleet, strategy, p.cost_per_hour, p.tokens_per_s,
-                                  p.useful_tokens_per_s)
+        return sense * _objective(
+            fleet, strategy, p.cost_per_hour, p.tokens_per_s, p.useful_tokens_per_s
+        )
 
     tied = _keep_best(points, score, True)
     ties = len(tied)
@@ -450,8 +472,9 @@ def fleet_reference_optimum(doc: dict, strategy: str) -> FleetResult | None:
     return _result(fleet, strategy, columns, best, len(points), ties)
 
 
-def _result(fleet: _Fleet, strategy: str, columns: list[_Column], best: _Point,
-            plan_count: int, ties: int) -> FleetResult:
+def _result(
+    fleet: _Fleet, strategy: str, columns: list[_Column], best: _Point, plan_count: int, ties: int
+) -> FleetResult:
     counts: dict[int, int] = {}
     for j in best.columns:
         counts[j] = counts.get(j, 0) + 1
@@ -463,17 +486,20 @@ def _result(fleet: _Fleet, strategy: str, columns: list[_Column], best: _Point,
     for m, model in enumerate(fleet.models):
         mine = [(columns[j].replica, n) for j, n in counts.items() if columns[j].model == m]
         tokens = sum(r.tokens_per_s * n for r, n in mine)
-        figures.append(ModelFigures(
-            name=model.name,
-            tokens_per_s=tokens,
-            useful_tokens_per_s=model.useful(tokens),
-            cost_per_hour=sum(r.cost_per_hour * n for r, n in mine),
-            gpus=sum(r.gpus * n for r, n in mine),
-        ))
+        figures.append(
+            ModelFigures(
+                name=model.name,
+                tokens_per_s=tokens,
+                useful_tokens_per_s=model.useful(tokens),
+                cost_per_hour=sum(r.cost_per_hour * n for r, n in mine),
+                gpus=sum(r.gpus * n for r, n in mine),
+            )
+        )
     return FleetResult(
         strategy=strategy,
-        objective=_objective(fleet, strategy, best.cost_per_hour, best.tokens_per_s,
-                             best.useful_tokens_per_s),
+        objective=_objective(
+            fleet, strategy, best.cost_per_hour, best.tokens_per_s, best.useful_tokens_per_s
+        ),
         cost_per_hour=best.cost_per_hour,
         tokens_per_s=best.tokens_per_s,
         useful_tokens_per_s=best.useful_tokens_per_s,
@@ -494,8 +520,9 @@ def fleet_plan_count(doc: dict) -> int:
 def model_replica_counts(doc: dict) -> dict[str, int]:
     """Feasible replica configurations per model (0: the model fits nowhere)."""
     fleet = _fleet(doc)
-    return {m.name: len(reference._replicas(v)) for m, v in zip(fleet.models, fleet.views,
-                                                                 strict=True)}
+    return {
+        m.name: len(reference._replicas(v)) for m, v in zip(fleet.models, fleet.views, strict=True)
+    }
 
 
 # ---------------------------------------------------------------- re-check
@@ -589,8 +616,9 @@ def resilience_left(doc: dict, plan: dict) -> dict[tuple[str, ...], dict[str, fl
         name = entry.get("model") or names[0]
         m = names.index(name)
         count, rate, _, _ = reference._check_replica(fleet.views[m], index, entry, view_pools[m])
-        rows.append((name, count * rate, _exposed_domains(fleet, [s["pool"] for s in
-                                                                   entry["stages"]])))
+        rows.append(
+            (name, count * rate, _exposed_domains(fleet, [s["pool"] for s in entry["stages"]]))
+        )
     for domain in _spot_domains(fleet):
         out[domain] = {
             name: sum(t for n, t, doms in rows if n == name and domain not in doms)
@@ -608,8 +636,9 @@ def plan_model_figures(doc: dict, plan: dict) -> dict[str, ModelFigures]:
         name = entry.get("model") or names[0]
         m = names.index(name)
         view_pools = {p["id"]: p for p in fleet.views[m]["pools"]}
-        count, rate, cost, usage = reference._check_replica(fleet.views[m], index, entry,
-                                                            view_pools)
+        count, rate, cost, usage = reference._check_replica(
+            fleet.views[m], index, entry, view_pools
+        )
         totals[name][0] += count * rate
         totals[name][1] += count * cost
         totals[name][2] += count * sum(usage.values())

@@ -53,8 +53,11 @@ def _efficiency_map(draw: st.DrawFn) -> dict:
 def _models(draw: st.DrawFn) -> list[dict]:
     count = draw(st.sampled_from((1, 2, 2, 2)))
     return [
-        {"name": MODEL_NAMES[i], "num_layers": draw(st.integers(1, 4)),
-         "layer_memory_gb": draw(st.integers(1, 4).map(lambda k: 0.5 * k))}
+        {
+            "name": MODEL_NAMES[i],
+            "num_layers": draw(st.integers(1, 4)),
+            "layer_memory_gb": draw(st.integers(1, 4).map(lambda k: 0.5 * k)),
+        }
         for i in range(count)
     ]
 
@@ -86,8 +89,11 @@ def _pools(draw: st.DrawFn, models: list[dict], utilisation: float) -> list[dict
         }
         pools.append(pool)
         if len(pools) < n_pools and draw(st.integers(0, 2)) == 0:  # the same GPUs, other market
-            twin = {**pool, "available": draw(_available),
-                    "market": "spot" if pool["market"] == "on-demand" else "on-demand"}
+            twin = {
+                **pool,
+                "available": draw(_available),
+                "market": "spot" if pool["market"] == "on-demand" else "on-demand",
+            }
             spot, on_demand = (pool, twin) if pool["market"] == "spot" else (twin, pool)
             spot["price_per_gpu_hour"] = round(max(0.1, on_demand["price_per_gpu_hour"] * 0.4), 2)
             pools.append(twin)
@@ -109,7 +115,8 @@ def _pools(draw: st.DrawFn, models: list[dict], utilisation: float) -> list[dict
         if draw(st.integers(0, 3)) == 0:  # a measured profile: one map or one per model
             if isinstance(pool["tokens_per_s"], dict) and draw(st.booleans()):
                 pool["tp_efficiency"] = {
-                    name: draw(_efficiency_map()) for name in pool["tokens_per_s"]
+                    name: draw(_efficiency_map())
+                    for name in pool["tokens_per_s"]
                     if draw(st.booleans())
                 } or draw(_efficiency_map())
             else:
@@ -125,8 +132,9 @@ def _pools(draw: st.DrawFn, models: list[dict], utilisation: float) -> list[dict
 def _quota(draw: st.DrawFn, pools: list[dict]) -> dict:
     """A quota built from one pool's fields (so it matches at least that pool)."""
     pool = draw(st.sampled_from(pools))
-    fields = draw(st.lists(st.sampled_from(("cloud", "region", "gpu", "market")), unique=True,
-                           max_size=3))
+    fields = draw(
+        st.lists(st.sampled_from(("cloud", "region", "gpu", "market")), unique=True, max_size=3)
+    )
     quota: dict[str, Any] = {f: pool[f] for f in fields}
     if "region" in quota:
         quota["cloud"] = pool["cloud"]  # a region names a place only with its cloud
@@ -180,8 +188,9 @@ def fleet_scenarios(
             model["useful_tokens_per_s"] = max(useful, model.get("demand_tokens_per_s", 0))
     c_bound = sum(p["available"] * p["price_per_gpu_hour"] for p in pools)
     if require_budget or draw(st.integers(0, 2)) == 0:
-        solver["budget_per_hour"] = _round_up(draw(st.sampled_from(BUDGET_FRACTIONS)) * c_bound,
-                                              0.1)
+        solver["budget_per_hour"] = _round_up(
+            draw(st.sampled_from(BUDGET_FRACTIONS)) * c_bound, 0.1
+        )
     on = draw(st.booleans()) if resilience is None else resilience
     if on:
         solver["survive_spot_loss"] = draw(st.sampled_from(("region", "cloud")))

@@ -28,15 +28,28 @@ FEW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthChec
 def _pool(pid: str, rates: dict[str, float], **fields: object) -> dict:
     """A pool `cloud/region/name[/market]`: one-layer models fit on one GPU, TP 1 only."""
     cloud, region = pid.split("/")[:2]
-    base = {"id": pid, "gpu": "G", "cloud": cloud, "region": region, "available": 4,
-            "max_tp": 1, "price_per_gpu_hour": 1.0, "memory_gb": 100, "tokens_per_s": rates}
+    base = {
+        "id": pid,
+        "gpu": "G",
+        "cloud": cloud,
+        "region": region,
+        "available": 4,
+        "max_tp": 1,
+        "price_per_gpu_hour": 1.0,
+        "memory_gb": 100,
+        "tokens_per_s": rates,
+    }
     return {**base, **fields}
 
 
-def _fleet(pools: list[dict], models: list[dict], quotas: list[dict] | None = None,
-           **solver: object) -> dict:
-    doc = {"models": [{"num_layers": 1, "layer_memory_gb": 10, **m} for m in models],
-           "pools": pools, "solver": {"tp_degrees": [1], "max_stages": 1, **solver}}
+def _fleet(
+    pools: list[dict], models: list[dict], quotas: list[dict] | None = None, **solver: object
+) -> dict:
+    doc = {
+        "models": [{"num_layers": 1, "layer_memory_gb": 10, **m} for m in models],
+        "pools": pools,
+        "solver": {"tp_degrees": [1], "max_stages": 1, **solver},
+    }
     if quotas is not None:
         doc["quotas"] = quotas
     return doc
@@ -52,10 +65,14 @@ def _copies(result) -> list[tuple[str, str]]:
 
 # Two models, each needs 2 replicas of 1000 tokens/s; pool a is cheap, b costs 3x.
 def _two_models(**a_fields: object) -> tuple[list[dict], list[dict]]:
-    pools = [_pool("c/r/a", {"m0": 1000, "m1": 1000}, **a_fields),
-             _pool("c/r/b", {"m0": 1000, "m1": 1000}, gpu="H", price_per_gpu_hour=3.0)]
-    models = [{"name": "m0", "demand_tokens_per_s": 2000},
-              {"name": "m1", "demand_tokens_per_s": 2000}]
+    pools = [
+        _pool("c/r/a", {"m0": 1000, "m1": 1000}, **a_fields),
+        _pool("c/r/b", {"m0": 1000, "m1": 1000}, gpu="H", price_per_gpu_hour=3.0),
+    ]
+    models = [
+        {"name": "m0", "demand_tokens_per_s": 2000},
+        {"name": "m1", "demand_tokens_per_s": 2000},
+    ]
     return pools, models
 
 
@@ -74,12 +91,15 @@ def test_quota_binds_summed_over_models_and_pools() -> None:
     free = fleet_reference_optimum(_fleet(pools, models), "min-cost")
     assert free is not None and free.cost_per_hour == pytest.approx(4.0)
     # a gpu quota on G: at most 2 of pool a over both models
-    capped = fleet_reference_optimum(_fleet(pools, models, [{"gpu": "G", "max_gpus": 2}]),
-                                     "min-cost")
+    capped = fleet_reference_optimum(
+        _fleet(pools, models, [{"gpu": "G", "max_gpus": 2}]), "min-cost"
+    )
     assert capped is not None and capped.cost_per_hour == pytest.approx(2 * 1.0 + 2 * 3.0)
     # a cloud quota counts both pools: 3 GPUs cannot serve 4000 tokens/s
-    assert fleet_reference_optimum(_fleet(pools, models, [{"cloud": "c", "max_gpus": 3}]),
-                                   "min-cost") is None
+    assert (
+        fleet_reference_optimum(_fleet(pools, models, [{"cloud": "c", "max_gpus": 3}]), "min-cost")
+        is None
+    )
     # a quota naming another market matches nothing here
     spot_only = _fleet(pools, models, [{"market": "spot", "max_gpus": 0}])
     assert fleet_reference_optimum(spot_only, "min-cost").cost_per_hour == pytest.approx(4.0)
@@ -97,9 +117,10 @@ def test_exact_ratio_uses_every_cheap_gpu_under_the_quota() -> None:
 
 
 def test_spot_is_a_separate_pool_with_its_own_availability() -> None:
-    pools = [_pool("c/r/g/on-demand", {"m0": 1000}, price_per_gpu_hour=1.0),
-             _pool("c/r/g/spot", {"m0": 1000}, price_per_gpu_hour=0.3, market="spot",
-                   available=1)]
+    pools = [
+        _pool("c/r/g/on-demand", {"m0": 1000}, price_per_gpu_hour=1.0),
+        _pool("c/r/g/spot", {"m0": 1000}, price_per_gpu_hour=0.3, market="spot", available=1),
+    ]
     doc = _fleet(pools, [{"name": "m0", "demand_tokens_per_s": 3000}])
     best = fleet_reference_optimum(doc, "min-cost")
     assert best is not None
@@ -107,7 +128,9 @@ def test_spot_is_a_separate_pool_with_its_own_availability() -> None:
     assert _copies(best) == [("m0", "c/r/g/on-demand")] * 2 + [("m0", "c/r/g/spot")]
     stages = [s for r in best.to_json()["replicas"] for s in r["stages"]]
     assert {s["pool"]: s["market"] for s in stages} == {
-        "c/r/g/on-demand": "on-demand", "c/r/g/spot": "spot"}
+        "c/r/g/on-demand": "on-demand",
+        "c/r/g/spot": "spot",
+    }
     # a market quota caps spot only
     doc["quotas"] = [{"market": "spot", "max_gpus": 0}]
     assert fleet_reference_optimum(doc, "min-cost").cost_per_hour == pytest.approx(3.0)
@@ -122,8 +145,9 @@ def test_useful_cap_counts_in_max_throughput_but_not_in_weighted() -> None:
     assert best.objective == pytest.approx(1000 + 3 * 500)  # V: m0 capped at one replica
     assert best.useful_tokens_per_s == pytest.approx(2500)
     # weighted scores T, not V: with w = 0 it takes 4 replicas of m0 (T = 4000)
-    weighted = fleet_reference_optimum(_fleet(pools, models, cost_throughput_weight=0.0),
-                                       "weighted")
+    weighted = fleet_reference_optimum(
+        _fleet(pools, models, cost_throughput_weight=0.0), "weighted"
+    )
     assert weighted is not None
     assert weighted.tokens_per_s == pytest.approx(4000)
     assert weighted.useful_tokens_per_s == pytest.approx(1000)
@@ -140,9 +164,11 @@ def test_useful_cap_counts_in_max_throughput_but_not_in_weighted() -> None:
 
 def _spot_regions(**solver: object) -> dict:
     """m0 needs 2000 tokens/s; spot in c0/r0 (0.4) and c0/r1 (0.5), on-demand in c0/r0 (1.0)."""
-    pools = [_pool("c0/r0/g/spot", {"m0": 1000}, price_per_gpu_hour=0.4, market="spot"),
-             _pool("c0/r1/g/spot", {"m0": 1000}, price_per_gpu_hour=0.5, market="spot"),
-             _pool("c0/r0/g/on-demand", {"m0": 1000}, price_per_gpu_hour=1.0)]
+    pools = [
+        _pool("c0/r0/g/spot", {"m0": 1000}, price_per_gpu_hour=0.4, market="spot"),
+        _pool("c0/r1/g/spot", {"m0": 1000}, price_per_gpu_hour=0.5, market="spot"),
+        _pool("c0/r0/g/on-demand", {"m0": 1000}, price_per_gpu_hour=1.0),
+    ]
     return _fleet(pools, [{"name": "m0", "demand_tokens_per_s": 2000}], **solver)
 
 
@@ -180,10 +206,14 @@ def test_resilience_exact_and_domains() -> None:
 
 
 def test_a_model_limited_to_its_own_pools() -> None:
-    pools = [_pool("c/r/a", {"m0": 1000}, price_per_gpu_hour=0.5),
-             _pool("c/r/b", {"m0": 800, "m1": 600}, price_per_gpu_hour=1.0)]
-    doc = _fleet(pools, [{"name": "m0", "demand_tokens_per_s": 1000},
-                         {"name": "m1", "demand_tokens_per_s": 1200}])
+    pools = [
+        _pool("c/r/a", {"m0": 1000}, price_per_gpu_hour=0.5),
+        _pool("c/r/b", {"m0": 800, "m1": 600}, price_per_gpu_hour=1.0),
+    ]
+    doc = _fleet(
+        pools,
+        [{"name": "m0", "demand_tokens_per_s": 1000}, {"name": "m1", "demand_tokens_per_s": 1200}],
+    )
     best = fleet_reference_optimum(doc, "min-cost")
     assert best is not None
     assert _copies(best) == [("m0", "c/r/a"), ("m1", "c/r/b"), ("m1", "c/r/b")]
@@ -191,8 +221,13 @@ def test_a_model_limited_to_its_own_pools() -> None:
 
 
 def test_per_model_efficiency_map_and_plain_number_rate() -> None:
-    pool = _pool("c/r/a", {"m0": 1000, "m1": 1000}, max_tp=2, available=2,
-                 tp_efficiency={"m0": {1: 1.0, 2: 0.5}})
+    pool = _pool(
+        "c/r/a",
+        {"m0": 1000, "m1": 1000},
+        max_tp=2,
+        available=2,
+        tp_efficiency={"m0": {1: 1.0, 2: 0.5}},
+    )
     models = [{"name": "m0", "layer_memory_gb": 150}, {"name": "m1", "layer_memory_gb": 150}]
     doc = _fleet([pool], models, tp_degrees=[1, 2], tp_efficiency={1: 1.0, 2: 0.9})
     # one layer of 150 GB needs TP 2 (2 x 100 x 0.9): m0 at 0.5, m1 at the solver's 0.9
@@ -251,16 +286,24 @@ def _break(rule: str, doc: dict, plan: dict) -> None:
     elif rule == "resilience":
         doc["pools"][0]["market"] = "spot"
         doc["solver"]["survive_spot_loss"] = "region"
-        for replica in plan["replicas"]:
+        for replica in plan["replicas"]:  # the stages say so too: only resilience breaks
             for stage in replica["stages"]:
-                stage["market"] = doc["pools"][0]["market"] if stage["pool"] == "c/r/a" else (
-                    stage["market"])
+                if stage["pool"] == "c/r/a":
+                    stage["market"] = "spot"
 
 
 @pytest.mark.parametrize(
     "rule",
-    ["quota", "availability", "demand", "cannot use", "market", "budget", "unknown model",
-     "resilience"],
+    [
+        "quota",
+        "availability",
+        "demand",
+        "cannot use",
+        "market",
+        "budget",
+        "unknown model",
+        "resilience",
+    ],
 )
 def test_recheck_names_the_broken_rule(rule: str) -> None:
     doc, plan = _checked_plan()
