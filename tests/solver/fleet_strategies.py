@@ -22,9 +22,9 @@ MODEL_NAMES = ("m0", "m1")
 TP_CHOICES = (1, 2)
 EFFICIENCY_GRID = (0.5, 0.6, 0.75, 0.8, 0.9, 1.0)
 MAX_TOTAL_GPUS = 8
-DEMAND_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
+DEMAND_FRACTIONS = (0.05, 0.1, 0.15, 0.25)
 USEFUL_FRACTIONS = (0.1, 0.25, 0.5)
-BUDGET_FRACTIONS = (0.2, 0.4, 0.6, 1.0)
+BUDGET_FRACTIONS = (0.3, 0.5, 0.7, 1.0)
 SURVIVE_FRACTIONS = (0.5, 0.75, 1.0)
 
 _prices = st.integers(2, 40).map(lambda k: round(0.1 * k, 2))  # 0.2 .. 4.0
@@ -39,9 +39,10 @@ def _round_up(value: float, step: float) -> float:
 
 
 @st.composite
-def _efficiency_map(draw: st.DrawFn) -> dict:
-    """A degree -> efficiency map over 1 and/or 2 (string keys now and then)."""
-    degrees = draw(st.sampled_from(((1,), (1, 2), (1, 2), (2,))))
+def _efficiency_map(draw: st.DrawFn, partial: bool = True) -> dict:
+    """A degree -> efficiency map over 1 and 2, or (partial) sometimes one of them only."""
+    choices = ((1,), (1, 2), (1, 2), (2,)) if partial else ((1, 2),)
+    degrees = draw(st.sampled_from(choices))
     string_keys = draw(st.booleans())
     return {
         (str(tp) if string_keys else tp): 1.0 if tp == 1 else draw(st.sampled_from(EFFICIENCY_GRID))
@@ -138,7 +139,9 @@ def _quota(draw: st.DrawFn, pools: list[dict]) -> dict:
     quota: dict[str, Any] = {f: pool[f] for f in fields}
     if "region" in quota:
         quota["cloud"] = pool["cloud"]  # a region names a place only with its cloud
-    quota["max_gpus"] = draw(st.one_of(st.integers(1, 4), st.integers(0, 4)))
+    matched = sum(p["available"] for p in pools if all(p[f] == value for f, value in quota.items()))
+    # mostly below what the matched pools hold, so that the quota can bind
+    quota["max_gpus"] = draw(st.integers(1, matched - 1) if matched >= 2 else st.integers(0, 4))
     return quota
 
 
@@ -169,7 +172,7 @@ def fleet_scenarios(
         "memory_utilization": utilisation,
     }
     if draw(st.booleans()):
-        solver["tp_efficiency"] = draw(_efficiency_map())
+        solver["tp_efficiency"] = draw(_efficiency_map(partial=False))
     if draw(st.integers(0, 3)) == 0:
         solver["homogeneous_replicas"] = True
     if draw(st.booleans()):
