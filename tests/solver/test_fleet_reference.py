@@ -369,3 +369,95 @@ def test_resilience_only_removes_plans(document: dict) -> None:
     assert free is not None
     assert free.objective <= tight.objective * (1 + 1e-9)
     assert fleet_plan_count(loose) >= fleet_plan_count(document)
+
+
+# ---------------------------------------------------------------- metamorphic checks
+
+
+def _one_model_view(document: dict, model: dict) -> dict:
+    """The one-model `model:` document of `model` on the pools only it uses."""
+    pools = []
+    for pool in document["pools"]:
+        rates = pool["tokens_per_s"]
+        rate = rates.get(model["name"]) if isinstance(rates, dict) else rates
+        if rate is None:
+            continue
+        view = {**pool, "tokens_per_s": rate}
+        table = pool.get("tp_efficiency")
+        if table and any(isinstance(v, dict) for v in table.values()):
+            view.pop("tp_efficiency")
+            if table.get(model["name"]):
+                view["tp_efficiency"] = table[model["name"]]
+        pools.append(view)
+    solver = {**document["solver"], "demand_tokens_per_s": model["demand_tokens_per_s"]}
+    return {"model": model, "pools": pools, "solver": solver}
+
+
+@FEW
+@given(fleet_strategy_scenarios("min-cost", resilience=False))
+def test_min_cost_of_separate_models_is_the_sum_of_their_own(document: dict) -> None:
+    """Pools split between the models, no quota, no budget: min-cost adds up per model."""
+    document = copy.deepcopy(document)
+    document.pop("quotas", None)
+    document["solver"].pop("budget_per_hour", None)
+    for index, pool in enumerate(document["pools"]):  # each pool serves one model only
+        if isinstance(pool["tokens_per_s"], dict) and len(pool["tokens_per_s"]) > 1:
+            keep = sorted(pool["tokens_per_s"])[index % 2]
+            pool["tokens_per_s"] = {keep: pool["tokens_per_s"][keep]}
+    fleet = fleet_reference_optimum(document, "min-cost")
+    total, feasible = 0.0, True
+    for model in document["models"]:
+        if not model.get("demand_tokens_per_s"):
+            continue  # no demand: no replica in a least-cost plan
+        alone = reference_optimum(_one_model_view(document, model), "min-cost")
+        if alone is None:
+            feasible = False
+            break
+        total += alone.cost_per_hour
+    if not feasible:
+        assert fleet is None
+        return
+    assert fleet is not None
+    assert math.isclose(fleet.cost_per_hour, total, rel_tol=1e-9)
+
+
+@FEW
+@given(fleet_strategy_scenarios("exact", resilience=False))
+def test_a_quota_on_one_pool_is_that_pool_with_less_available(document: dict) -> None:
+    """A quota naming exactly one pool's cloud, region, gpu and market caps that pool."""
+    document = copy.deepcopy(document)
+    document.pop("quotas", None)
+    pool = document["pools"][0]
+    quota = {f: pool[f] for f in ("cloud", "region", "gpu", "market")}
+    twins = [p for p in document["pools"] if all(p[f] == v for f, v in quota.items())]
+    if len(twins) > 1:
+        return  # the quota would match several pools
+    cap = max(0, pool["available"] - 1)
+    with_quota = {**document, "quotas": [{**quota, "max_gpus": cap}]}
+    smaller = copy.deepcopy(document)
+    smaller["pools"][0]["available"] = cap
+    a, b = (fleet_reference_optimum(d, "exact") for d in (with_quota, smaller))
+    assert (a is None) == (b is None)
+    if a is not None:
+        assert math.isclose(a.objective, b.objective, rel_tol=1e-9)
+        assert fleet_plan_count(with_quota) == fleet_plan_count(smaller)
+
+
+@FEW
+@given(fleet_strategy_scenarios("min-cost", resilience=True))
+def test_losing_a_cloud_is_harder_than_losing_a_region(document: dict) -> None:
+    """Cloud domains contain region domains: none <= region <= cloud in least cost."""
+    costs = []
+    for kind in ("none", "region", "cloud"):
+        variant = copy.deepcopy(document)
+        variant["solver"]["survive_spot_loss"] = kind
+        best = fleet_reference_optimum(variant, "min-cost")
+        costs.append(math.inf if best is None else best.cost_per_hour)
+    assert costs[0] <= costs[1] * (1 + 1e-9)
+    assert costs[1] <= costs[2] * (1 + 1e-9)
+    lower = copy.deepcopy(document)  # a lower fraction never costs more
+    lower["solver"]["survive_fraction"] = 0.5 * lower["solver"].get("survive_fraction", 1.0)
+    best = fleet_reference_optimum(lower, "min-cost")
+    tight = fleet_reference_optimum(document, "min-cost")
+    if tight is not None:
+        assert best is not None and best.cost_per_hour <= tight.cost_per_hour * (1 + 1e-9)
