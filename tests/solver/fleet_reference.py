@@ -326,23 +326,23 @@ def _columns(fleet: _Fleet) -> tuple[list[_Column], list[int]]:
 
 
 def _resilient(
-    fleet: _Fleet,
-    columns: list[_Column],
-    path: list[int],
-    model_tokens: list[float],
-    domains: list[tuple[str, ...]],
+    fleet: _Fleet, columns: list[_Column], path: list[int], domains: list[tuple[str, ...]]
 ) -> bool:
-    """Every domain's spot loss leaves every model at least f * D_m."""
+    """Every domain's spot loss leaves every model at least f * D_m.
+
+    What is left is summed over the replicas not exposed (never T_m minus what is lost:
+    float cancellation would turn an exact 0 >= 0 into a false refusal).
+    """
     fraction = fleet.solver["survive_fraction"]
     for domain in domains:
-        lost = [0.0] * len(fleet.models)
+        left = [0.0] * len(fleet.models)
         for j in path:
             col = columns[j]
-            if domain in col.exposed:
-                lost[col.model] += col.replica.tokens_per_s
+            if domain not in col.exposed:
+                left[col.model] += col.replica.tokens_per_s
         for m, model in enumerate(fleet.models):
             need = fraction * model.demand_tokens_per_s
-            if not reference._at_least(model_tokens[m] - lost[m], need):
+            if not reference._at_least(left[m], need):
                 return False
     return True
 
@@ -355,7 +355,6 @@ def _points(fleet: _Fleet) -> tuple[list[_Column], list[_Point]]:
     n_models = len(fleet.models)
     points: list[_Point] = []
     path: list[int] = []
-    model_tokens = [0.0] * n_models
 
     def fits(j: int, cost: float) -> bool:
         col = columns[j]
@@ -364,10 +363,13 @@ def _points(fleet: _Fleet) -> tuple[list[_Column], list[_Point]]:
         return all(remaining[r] >= n for r, n in col.resources)
 
     def record(cost: float, gpus: int) -> None:
+        model_tokens = [0.0] * n_models  # summed afresh: no drift from running sums
+        for j in path:
+            model_tokens[columns[j].model] += columns[j].replica.tokens_per_s
         for m, model in enumerate(fleet.models):
             if not reference._at_least(model_tokens[m], model.demand_tokens_per_s):
                 return
-        if domains and not _resilient(fleet, columns, path, model_tokens, domains):
+        if domains and not _resilient(fleet, columns, path, domains):
             return
         useful = sum(model.useful(model_tokens[m]) for m, model in enumerate(fleet.models))
         points.append(
@@ -380,13 +382,11 @@ def _points(fleet: _Fleet) -> tuple[list[_Column], list[_Point]]:
             for r, n in col.resources:
                 remaining[r] -= n
             path.append(j)
-            model_tokens[col.model] += col.replica.tokens_per_s
             new_cost, new_gpus = cost + col.replica.cost_per_hour, gpus + col.replica.gpus
             record(new_cost, new_gpus)
             children = [k for k in candidates if k >= j and fits(k, new_cost)]
             if children:
                 visit(children, new_cost, new_gpus)
-            model_tokens[col.model] -= col.replica.tokens_per_s
             path.pop()
             for r, n in col.resources:
                 remaining[r] += n
@@ -593,8 +593,7 @@ def recheck_fleet_plan(doc: dict, plan: dict) -> tuple[float, float, float]:
     fraction = fleet.solver["survive_fraction"]
     for domain in _spot_domains(fleet):
         for model in fleet.models:
-            lost = sum(t for n, t, doms in exposed if n == model.name and domain in doms)
-            left = model_tokens[model.name] - lost
+            left = sum(t for n, t, doms in exposed if n == model.name and domain not in doms)
             need = fraction * model.demand_tokens_per_s
             assert reference._at_least(left, need), (
                 f"resilience: losing spot in {'/'.join(domain)} leaves model {model.name} "
