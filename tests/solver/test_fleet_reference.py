@@ -466,17 +466,25 @@ def test_losing_a_cloud_is_harder_than_losing_a_region(document: dict) -> None:
 def test_resilience_without_demand_keeps_spot_only_plans() -> None:
     """D_m = 0: losing a domain may leave 0 tokens/s, and 0 >= f x 0 holds.
 
-    Found by the properties against the fleet solver: the reference once computed what is
-    left as T_m minus what is lost from running sums, and float drift refused this plan.
+    Found by the properties against the fleet solver (this very fleet): the reference once
+    computed what is left as T_m minus what is lost from running sums, and float drift
+    (-4.5e-13) refused the spot-only plan.
     """
+    fields = {"gpu": "A100", "memory_gb": 2.6875}
     pools = [
-        _pool("c0/r0/a", {"m0": 200, "m1": 100}, available=1, price_per_gpu_hour=0.2),
-        _pool("c0/r0/b", {"m0": 600}, available=1, price_per_gpu_hour=0.1, market="spot"),
-        _pool("c0/r0/c", {"m0": 1700, "m1": 100}, available=2, price_per_gpu_hour=0.2),
+        _pool("c0/r0/p0", {"m0": 200, "m1": 100}, available=1, price_per_gpu_hour=0.2, **fields),
+        _pool(
+            "c0/r0/p1", {"m0": 600}, available=1, price_per_gpu_hour=0.1, market="spot", **fields
+        ),
+        _pool("c0/r0/p2", {"m0": 1700, "m1": 100}, available=2, price_per_gpu_hour=0.2, **fields),
     ]
-    doc = _fleet(pools, [{"name": "m0"}, {"name": "m1"}], survive_spot_loss="region")
+    models = [
+        {"name": "m0", "num_layers": 4, "layer_memory_gb": 0.5, "useful_tokens_per_s": 420},
+        {"name": "m1", "num_layers": 1, "layer_memory_gb": 0.5, "useful_tokens_per_s": 30},
+    ]
+    doc = _fleet(pools, models, survive_spot_loss="region", max_stages=2, memory_utilization=0.8)
     best = fleet_reference_optimum(doc, "weighted")
     assert best is not None
     t_norm, c_norm = 200 + 600 + 2 * 1700 + 100 + 2 * 100, 0.2 + 0.1 + 0.4
     assert best.objective == pytest.approx(0.05 * 600 / t_norm - 0.95 * 0.1 / c_norm)
-    assert _copies(best) == [("m0", "c0/r0/b")]
+    assert _copies(best) == [("m0", "c0/r0/p1")]
