@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from solver.fleet_figures import spot_domains
+from solver.lazy import LazyPlacementMilp
 from solver.milp import PlacementMilp, tokens_by_model
 from solver.replicas import ReplicaConfig
 from solver.scenario import Scenario
@@ -24,7 +25,7 @@ def explain_no_replica(scenario: Scenario) -> str:
     )
 
 
-def explain_infeasible(milp: PlacementMilp) -> str:
+def explain_infeasible(milp: PlacementMilp | LazyPlacementMilp) -> str:
     """Which constraint bites: a model's demand above what its GPUs deliver, a spot domain's
     loss, the models' demands together on shared pools and quotas, or the budget."""
     scenario = milp.scenario
@@ -59,18 +60,25 @@ def explain_infeasible(milp: PlacementMilp) -> str:
     return "no feasible plan under the strategy's own limits"
 
 
-def _fleet_reason(milp: PlacementMilp, fastest: dict[int, int]) -> str:
+def _fleet_reason(milp: PlacementMilp | LazyPlacementMilp, fastest: dict[int, int]) -> str:
     """A model whose demand its pools cannot reach alone, a spot domain whose loss leaves a
-    model short, or the demands together against the shared capacity ('' when none binds)."""
+    model short, or the demands together against the shared capacity ('' when none binds).
+
+    With columns on demand, the spot-loss check sees only the configurations generated so far.
+    """
     scenario = milp.scenario
     fraction = scenario.solver.survive_fraction
     for index, model in enumerate(scenario.models):
         demand = model.demand_tokens_per_s
         if demand <= 0:
             continue
-        mine = [c for c in milp.configs if c.model == index]
-        most, counts = _most_tokens(scenario, mine, index)
+        alone = milp.solve(model_weights={index: 1.0}, scenario_limits=False)
+        most = tokens_by_model(milp.configs, alone.counts).get(index, 0.0)
+        positions = [i for i, c in enumerate(milp.configs) if c.model == index]
+        mine = [milp.configs[i] for i in positions]
         if most < demand:
+            local = {i: k for k, i in enumerate(positions)}
+            counts = {local[i]: n for i, n in alone.counts.items() if i in local}
             return (
                 f"model {model.name}: demand {demand:g} tokens/s is above what its pools can "
                 f"deliver ({most:g} tokens/s at most); binding: {_binding(scenario, mine, counts)}"

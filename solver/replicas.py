@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from solver.scenario import Pool, Scenario
 
@@ -137,20 +137,29 @@ class PricingBound:
     The reduced cost of a configuration is sum(stage values) - tokens_gain * throughput +
     constant; throughput never exceeds the sum of rate_numerator / L over its stages, which
     gives each stage a lower bound of its own and lets the search cut whole subtrees.
+    A configuration exposed to a spot failure domain (resilience rows) gains less per token:
+    `exposed_loss[domain]` is taken off its tokens_gain.
     """
 
     stage_values: dict[tuple[int, int], float]  # (pool index, tp) -> additive value per stage
     tokens_gain: float  # coefficient of -throughput in the reduced cost
     constant: float
     threshold: float
+    exposed_loss: dict[tuple[str, ...], float] = field(default_factory=dict)
+    domain_kind: str = "none"
 
     def stage_lower_bound(self, stage: StageType, layers_total: int) -> float:
-        gain = max(self.tokens_gain, 0.0) * stage.rate_numerator / layers_total
+        most_gain = self.tokens_gain - min([0.0, *self.exposed_loss.values()])
+        gain = max(most_gain, 0.0) * stage.rate_numerator / layers_total
         return self.stage_values[(stage.pool_index, stage.tp)] - gain
 
     def reduced_cost(self, config: ReplicaConfig) -> float:
         additive = sum(self.stage_values[(t.pool_index, t.tp)] for t, _ in config.stages)
-        return additive - self.tokens_gain * config.tokens_per_s + self.constant
+        gain = self.tokens_gain
+        if self.exposed_loss:
+            domain = config.spot_domain(self.domain_kind)
+            gain -= self.exposed_loss.get(domain, 0.0) if domain is not None else 0.0
+        return additive - gain * config.tokens_per_s + self.constant
 
 
 class SearchBudget:

@@ -11,7 +11,6 @@ from solver.milp import KTOKENS, MilpResult, PlacementMilp
 from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
 from solver.replicas import (
     ReplicaConfig,
-    enumerate_configs,
     fleet_configs,
     lower_bound_ratio,
     search_size,
@@ -78,30 +77,13 @@ def solve(
 def placement_model(
     scenario: Scenario, columns_on_demand: bool | None = None
 ) -> PlacementMilp | LazyPlacementMilp:
-    """Every configuration when the space is small enough to list, else columns on demand.
-
-    Columns on demand cover one model without quotas, useful caps or resilience rows; any
-    other scenario is listed in full (`columns_on_demand=True` is then not honoured).
-    """
-    if not lazy_supported(scenario):
-        return PlacementMilp(scenario, fleet_configs(scenario))
+    """Every configuration when the space is small enough to list, else columns on demand."""
     if columns_on_demand is None:
         columns_on_demand = search_size(scenario) > FULL_LISTING_MULTISETS
     if columns_on_demand:
-        initial = enumerate_configs(scenario, homogeneous=True)
+        initial = fleet_configs(scenario, homogeneous=True)
         return LazyPlacementMilp(scenario, initial, node_budget=PRICING_SEARCH_NODES)
-    return PlacementMilp(scenario, enumerate_configs(scenario))
-
-
-def lazy_supported(scenario: Scenario) -> bool:
-    """Whether column generation (solver.lazy) handles this scenario's rows."""
-    return (
-        len(scenario.models) == 1
-        and not scenario.quotas
-        and scenario.model.useful_tokens_per_s is None
-        and (scenario.solver.survive_spot_loss == "none" or not any(p.spot for p in scenario.pools))
-        and scenario.for_model(0) is scenario
-    )
+    return PlacementMilp(scenario, fleet_configs(scenario))
 
 
 def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:

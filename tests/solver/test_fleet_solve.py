@@ -238,10 +238,12 @@ def tiny_fleets(draw: st.DrawFn, strategy: str) -> dict[str, Any]:
     return {"models": models, "pools": pools, "quotas": quotas, "solver": solver}
 
 
-def _check_fleet(document: dict[str, Any], strategy: str) -> None:
+def _check_fleet(document: dict[str, Any], strategy: str, columns_on_demand: bool) -> None:
     best = brute_optimum(document, strategy)
     scenario = scenario_from_dict(document)
-    plan = solve(scenario, strategy)
+    plan = solve(scenario, strategy, columns_on_demand=columns_on_demand)
+    building = "on-demand" if columns_on_demand else "listed"
+    assert plan.extra.get("model_building", building) == building
     if best is None:
         assert plan.status == "infeasible", plan.to_json()
         return
@@ -255,12 +257,15 @@ def _check_fleet(document: dict[str, Any], strategy: str) -> None:
         assert plan.gpus == best.gpus
 
 
+@pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
 @pytest.mark.parametrize("strategy", ["exact", "min-cost", "max-throughput", "weighted"])
-def test_fleet_strategy_matches_brute_force(strategy: str) -> None:
+def test_fleet_strategy_matches_brute_force(strategy: str, columns_on_demand: bool) -> None:
+    """Both ways of building the model: every configuration listed, or generated from duals."""
+
     @FLEET_SETTINGS
     @given(tiny_fleets(strategy))
     def check(document: dict[str, Any]) -> None:
-        _check_fleet(document, strategy)
+        _check_fleet(document, strategy, columns_on_demand)
 
     check()
 

@@ -58,11 +58,12 @@ def _use(plan_json: dict[str, Any]) -> dict[str, int]:
         ("cloud", 0.5, 1.3, {"c/r1/G/on-demand": 1, "c/r1/G/spot": 1}),
     ],
 )
+@pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
 def test_min_cost_survives_the_loss_of_any_domain(
-    loss: str, fraction: float, cost: float, use: dict[str, int] | None
+    loss: str, fraction: float, cost: float, use: dict[str, int] | None, columns_on_demand: bool
 ) -> None:
     scenario = scenario_from_dict(_document(loss, fraction))
-    plan = solve(scenario, "min-cost")
+    plan = solve(scenario, "min-cost", columns_on_demand=columns_on_demand)
     assert plan.status == "optimal" and plan_violations(scenario, plan) == []
     as_json = plan.to_json()
     assert as_json["cost_per_hour"] == pytest.approx(cost)
@@ -74,11 +75,12 @@ def test_min_cost_survives_the_loss_of_any_domain(
             assert _use(as_json) == use
 
 
-def test_exact_spreads_spot_and_reports_what_each_loss_leaves() -> None:
+@pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
+def test_exact_spreads_spot_and_reports_what_each_loss_leaves(columns_on_demand: bool) -> None:
     """Every spot-only plan costs $0.003 per token/s; the cheapest that keeps 200 tokens/s
     after either region's loss has two replicas in each (C = 1.2), ties broken by cost."""
     scenario = scenario_from_dict(_document("region"))
-    as_json = solve(scenario, "exact").to_json()
+    as_json = solve(scenario, "exact", columns_on_demand=columns_on_demand).to_json()
     assert as_json["status"] == "optimal"
     assert as_json["cost_per_hour"] == pytest.approx(1.2) and as_json["gpus"] == 4
     resilience = as_json["resilience"]
