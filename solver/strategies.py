@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from solver import deadline
 from solver.deadline import DeadlineExceeded
+from solver.explain import explain_infeasible, explain_no_replica
 from solver.lazy import LazyPlacementMilp
 from solver.milp import KTOKENS, MilpResult, PlacementMilp
 from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
 from solver.replicas import (
     ReplicaConfig,
-    enumerate_configs,
+    fleet_configs,
     lower_bound_ratio,
     search_size,
     throughput_upper_bound,
@@ -66,16 +67,18 @@ def solve_model(
     started = time.perf_counter() if started is None else started
     scenario = milp.scenario
     if isinstance(milp, PlacementMilp) and not milp.configs:
-        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0)
+        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0, scenario)
     configs = milp.configs
     run: Callable[[PlacementMilp], tuple[MilpResult, int, dict]] = _RUNNERS[strategy]
     result, iterations, extra = run(milp)
     if result.status == "unknown":
-        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations)
+        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations, scenario)
     if result.status == "infeasible":
-        return _no_plan(strategy, started, "infeasible", explain_infeasible(milp), iterations)
+        message = explain_infeasible(milp)
+        return _no_plan(strategy, started, "infeasible", message, iterations, scenario)
     message = extra.pop("message", "")
     extra = {
+        "model_building": "listed" if isinstance(milp, PlacementMilp) else "on-demand",
         "configurations": len(configs),
         "build_seconds": milp.build_seconds,
         "milp_solves": milp.solves,
@@ -90,6 +93,7 @@ def solve_model(
         iterations=iterations,
         message=message,
         extra=extra,
+        scenario=scenario,
     )
 
 
@@ -100,14 +104,18 @@ def placement_model(
     if columns_on_demand is None:
         columns_on_demand = search_size(scenario) > FULL_LISTING_MULTISETS
     if columns_on_demand:
-        initial = enumerate_configs(scenario, homogeneous=True)
+        initial = fleet_configs(scenario, homogeneous=True)
         return LazyPlacementMilp(scenario, initial, node_budget=PRICING_SEARCH_NODES)
-    return PlacementMilp(scenario, enumerate_configs(scenario))
+    return PlacementMilp(scenario, fleet_configs(scenario))
 
 
 def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:
     options = scenario.solver
-    if strategy == "min-cost" and options.demand_tokens_per_s <= 0:
+    if strategy == "min-cost" and scenario.demand_tokens_per_s <= 0:
+        if len(scenario.models) > 1:
+            raise StrategyError(
+                "min-cost needs a demand: some model's demand_tokens_per_s must be > 0"
+            )
         raise StrategyError("solver.demand_tokens_per_s must be > 0 for strategy min-cost")
     if strategy == "max-throughput" and options.budget_per_hour is None:
         raise StrategyError("solver.budget_per_hour is required for strategy max-throughput")
@@ -118,17 +126,26 @@ def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int
     for index, count in counts.items():
         config = configs[index]
         stages = tuple(Stage(t.pool.id, t.pool.gpu, t.tp, layers) for t, layers in config.stages)
-        replicas.extend([(config.cloud, config.region, stages)] * count)
+        model = scenario.models[config.model].name
+        replicas.extend([(config.cloud, config.region, stages, model)] * count)
     return group_replicas(scenario, replicas)
 
 
-def _no_plan(strategy: str, started: float, status: str, message: str, iterations: int) -> Plan:
+def _no_plan(
+    strategy: str,
+    started: float,
+    status: str,
+    message: str,
+    iterations: int,
+    scenario: Scenario | None = None,
+) -> Plan:
     return Plan(
         strategy=strategy,
         status=status,
         solve_seconds=time.perf_counter() - started,
         iterations=iterations,
         message=message,
+        scenario=scenario,
     )
 
 
@@ -224,7 +241,7 @@ class _RatioBounds:
     def __init__(self, scenario: Scenario, physical: float) -> None:
         self.best = physical
         self.max_tokens_k = throughput_upper_bound(scenario) / KTOKENS
-        self.demand_k = scenario.solver.demand_tokens_per_s / KTOKENS
+        self.demand_k = useful_floor(scenario) / KTOKENS
 
     def add(self, ratio: float, bound: float | None) -> None:
         if bound is None or not math.isfinite(bound):
@@ -233,6 +250,17 @@ class _RatioBounds:
             self.best = max(self.best, ratio + bound / self.max_tokens_k)
         elif bound < 0 and self.demand_k > 0:
             self.best = max(self.best, ratio + bound / self.demand_k)
+
+
+def useful_floor(scenario: Scenario) -> float:
+    """Useful tokens/s every feasible plan reaches: sum of min(D_m, U_m)."""
+    floors = [
+        m.demand_tokens_per_s
+        if m.useful_tokens_per_s is None
+        else min(m.demand_tokens_per_s, m.useful_tokens_per_s)
+        for m in scenario.models
+    ]
+    return max(sum(floors), 0.0)
 
 
 def _unproven_message(gap: float | None) -> str:
@@ -295,14 +323,30 @@ def _max_throughput(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
 
 
 def _weighted(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
-    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools."""
+    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools.
+
+    On a fleet T is the raw throughput of every model and T_norm = sum_m sum_p available_p *
+    tokens_per_s_{p,m} (fleet-model.md).
+    """
     scenario = milp.scenario
     w = scenario.solver.cost_throughput_weight
-    t_norm = sum(p.available * p.tokens_per_s for p in scenario.pools) / KTOKENS
+    t_norm = (
+        sum(
+            p.available * rate
+            for model in scenario.models
+            for p in scenario.pools
+            if (rate := p.rate(model.name)) is not None
+        )
+        / KTOKENS
+    )
     c_norm = sum(p.available * p.price_per_gpu_hour for p in scenario.pools)
     if t_norm <= 0 or c_norm <= 0:
         return milp.solve(cost_weight=1.0), 1, {}
-    result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    if all(model.useful_tokens_per_s is None for model in scenario.models):  # V is T
+        result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    else:
+        weights = {index: (1 - w) / t_norm for index in range(len(scenario.models))}
+        result = milp.solve(cost_weight=w / c_norm, model_weights=weights)
     return result, 1, {"t_norm_tokens_per_s": t_norm * KTOKENS, "c_norm_per_hour": c_norm}
 
 
@@ -333,7 +377,8 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     if not cheapest.counts:
         return cheapest, 1, {}
     cheapest_tokens, cheapest_cost, _ = milp.totals(cheapest.counts)
-    t_min = options.demand_tokens_per_s if options.demand_tokens_per_s > 0 else cheapest_tokens
+    demand = milp.scenario.demand_tokens_per_s
+    t_min = demand if demand > 0 else cheapest_tokens
     budget = target_per_token * t_min * SECONDS_PER_HOUR
     if budget < cheapest_cost:
         budget = cheapest_cost
@@ -370,46 +415,3 @@ _RUNNERS = {
     "weighted": _weighted,
     "iterative": _iterative,
 }
-
-
-# --- explaining infeasibility --------------------------------------------------------------
-
-
-def explain_no_replica(scenario: Scenario) -> str:
-    model = scenario.model
-    options = scenario.solver
-    return (
-        f"no feasible replica: {model.num_layers} layers x {model.layer_memory_gb:g} GB do not fit "
-        f"in {options.max_stages} stage(s) of any single region's available GPUs "
-        f"(memory_utilization {options.memory_utilization:g}, "
-        f"tp_degrees {list(options.tp_degrees)})"
-    )
-
-
-def explain_infeasible(milp: PlacementMilp) -> str:
-    """Which constraint bites: demand above all GPUs can deliver, or budget below the need."""
-    options = milp.scenario.solver
-    demand = options.demand_tokens_per_s
-    fastest = milp.solve(throughput_weight=1.0, scenario_limits=False)
-    if fastest.status == "unknown":
-        return "no feasible plan; the time limit ran out before finding which limit binds"
-    if fastest.status == "infeasible":
-        return "no feasible plan: no replica fits the available GPUs"
-    max_tokens, _, _ = milp.totals(fastest.counts)
-    if max_tokens < demand:
-        return (
-            f"demand {demand:g} tokens/s is above what all available GPUs can deliver "
-            f"({max_tokens:g} tokens/s at most)"
-        )
-    budget = options.budget_per_hour
-    if budget is not None:
-        cheapest = milp.solve(cost_weight=1.0, scenario_limits=False)
-        _, min_cost, _ = milp.totals(cheapest.counts)
-        if min_cost > budget:
-            return f"budget {budget:g} $/h is below the cheapest replica ({min_cost:g} $/h)"
-        if demand > 0:
-            return (
-                f"budget {budget:g} $/h is below the least cost of meeting the demand "
-                f"{demand:g} tokens/s"
-            )
-    return "no feasible plan under the strategy's own limits"
