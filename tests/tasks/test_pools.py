@@ -387,4 +387,4 @@ def test_fleet_document_loads_in_the_fleet_solver(prices: pd.DataFrame) -> None:
     assert [m.name for m in scenario.models] == ["llama-3.1-8b", "llama-3.1-70b"]
     assert {p.market for p in scenario.pools} == {"spot", "on-demand"}
     assert len(scenario.quotas) == len(fleet["quotas"]) > 0
-    assert scenario.options.survive_spot_loss == "region"
+    assert scenario.solver.survive_spot_loss == "region"
