@@ -40,7 +40,6 @@ from tasks.validation import ValidationFailed
 
 DEFAULT_STRATEGIES = ("exact", "iterative", "weighted")
 SNAPSHOT_MAX_AGE_DAYS = 36_500.0  # the bundled snapshot is dated; its age shows in the report
-LIVE_MAX_AGE_DAYS = 7.0
 ABANDONED_AFTER_HOURS = 6.0
 
 
@@ -89,10 +88,8 @@ def nightly_replan(
         prices = fetch_prices_task(
             sources, source_location, store, timedelta(hours=fallback_max_age_hours)
         )
-        age_limit = max_price_age_days or (
-            SNAPSHOT_MAX_AGE_DAYS if prices.source == "snapshot" else LIVE_MAX_AGE_DAYS
-        )
-        validate_prices_task(prices, age_limit)
+        # no limit given: 7 days, or the bundled snapshot's age stated (as `replan validate`)
+        validate_prices_task(prices, max_price_age_days or None)
         prices_hash = store.save_prices(prices.table, prices.fetched_at)
         model_names = list(models or fleet.models)
         unknown = [m for m in model_names if m not in fleet.models]

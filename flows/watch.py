@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from flows.replan import LIVE_MAX_AGE_DAYS, SNAPSHOT_MAX_AGE_DAYS, publication_channel
+from flows.replan import publication_channel
 from tasks.inventory import Inventory
 from tasks.pipeline import fetch_prices_task, load_inventory_task, validate_prices_task
 from tasks.pools import build_pools
@@ -228,11 +228,7 @@ def watch_prices(
     store = StateStore.from_url(state_url)
     fleet = load_inventory_task(inventory)
     prices = fetch_prices_task(sources, source_location, store, timedelta(0))
-    validate_prices_task(
-        prices,
-        max_price_age_days
-        or (SNAPSHOT_MAX_AGE_DAYS if prices.source == "snapshot" else LIVE_MAX_AGE_DAYS),
-    )
+    validate_prices_task(prices, max_price_age_days or None)
     channel, _ = publication_channel()
     last_hash = newest_completed_prices_hash(store)
     last_table = saved_prices(store, last_hash) if last_hash else None

@@ -42,7 +42,48 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def check_arguments(
+    inventory: str | None,
+    sources: list[str] | None,
+    location: str | None,
+    models: list[str] | None,
+) -> str | None:
+    """Why the flow cannot start with these arguments (one line), or None: checked in
+    well under a second, before Prefect or the flow starts."""
+    from tasks.inventory import InventoryError, load_inventory
+    from tasks.prices import SOURCE_NAMES, get_source
+    from tasks.prices.errors import SourceConfigError
+    from tasks.prices.file import FileSource
+
+    for name in sources or ["snapshot"]:
+        if name not in SOURCE_NAMES:
+            return f"--source {name}: unknown price source; choose from {', '.join(SOURCE_NAMES)}"
+        try:
+            source = get_source(name, location)
+        except SourceConfigError as exc:
+            return f"--source {name}: {exc.reason}"
+        if isinstance(source, FileSource) and not source.path.is_file():
+            return f"--from {location}: no such price file (the file source reads a price CSV)"
+    if inventory is None:
+        return None
+    try:
+        fleet = load_inventory(inventory)
+    except InventoryError as exc:
+        return f"--inventory {exc}"
+    unknown = [m for m in models or [] if m not in fleet.models]
+    if unknown:
+        return (
+            f"--model {', '.join(unknown)}: not in the inventory {inventory}; "
+            f"its models: {', '.join(fleet.models)}"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = check_arguments(args.inventory, args.sources, args.location, args.models)
+    if problem is not None:
+        print(f"replan run: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.replan import nightly_replan
     from tasks.validation import ValidationFailed

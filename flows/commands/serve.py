@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from typing import Any
 
-from flows.commands.run import EXIT_INVALID, EXIT_OK
+from flows.commands.run import EXIT_INVALID, EXIT_OK, check_arguments
+
+FLOW_DEFAULT_INVENTORY = "config/inventory.yaml"
 
 
 def register(subparsers: Any) -> None:
@@ -72,6 +75,12 @@ async def _register(deployments: list[Any]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = check_arguments(
+        args.inventory or FLOW_DEFAULT_INVENTORY, args.sources, args.source_location, args.models
+    )
+    if problem is not None:
+        print(f"replan serve: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import serve
 
