@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.state_secret import state_url_with_password
 from solver import scenario_from_dict
 from solver.diff import compare_to_published, gap_to_exact
 from tasks.pipeline import (
@@ -65,7 +66,7 @@ def nightly_replan(
     strategies = list(strategies or DEFAULT_STRATEGIES)
     if "exact" not in strategies:
         strategies.insert(0, "exact")  # the decision is made on the exact plan
-    store = StateStore.from_url(state_url)
+    store = StateStore.from_url(state_url_with_password(state_url))
     store.create_all()
     # a run still "running" long after any run could take was killed: say so in the record
     store.fail_abandoned_runs(datetime.now(UTC) - timedelta(hours=ABANDONED_AFTER_HOURS))
