@@ -152,6 +152,21 @@ def test_freshness_limit_is_a_parameter() -> None:
     assert validate_prices(prices, now=later, max_age_days=30).ok
 
 
+def test_the_bundled_snapshot_states_its_age_instead_of_failing_freshness() -> None:
+    stale = read_price_csv(GOOD_PRICES)
+    later = datetime(2027, 6, 1, tzinfo=UTC)
+    live = validate_prices(stale, now=later, max_age_days=None)
+    assert [f.expectation for f in live.failures] == ["expect_column_values_to_be_between"]
+    snapshot = stale.assign(source="snapshot")
+    report = validate_prices(snapshot, now=later, max_age_days=None)
+    assert report.ok, report.render()
+    [age] = [w for w in report.warnings if w.expectation == "snapshot_age"]
+    assert "fetched 2025-06-01 .. 2025-06-01, up to 730 days old" in age.render()
+    # a limit given applies to the snapshot too; the default of validate_prices stays 7 days
+    assert not validate_prices(snapshot, now=later, max_age_days=7).ok
+    assert not validate_prices(snapshot, now=later).ok
+
+
 def test_missing_column_in_a_dataframe_is_reported_once() -> None:
     prices = read_price_csv(GOOD_PRICES).drop(columns=["spot_price_per_hour", "gpu"])
     report = validate_prices(prices, now=NOW)
