@@ -16,8 +16,14 @@ import time
 import highspy
 from pyomo.common.tee import capture_output
 
+<<<<<<< HEAD
 from solver.lazy_lp import Limits, LpSolution, pricing_bounds, solve_lp
 from solver.milp import SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals, requirements_of
+=======
+from solver import deadline
+from solver.deadline import DeadlineExceeded
+from solver.milp import KTOKENS, SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals
+>>>>>>> main
 from solver.replicas import (
     ConfigLimitExceeded,
     ReplicaConfig,
@@ -111,11 +117,11 @@ class LazyPlacementMilp:
         self.solves += 1
         try:
             lp = self._column_generation(limits)
-        except ConfigLimitExceeded:
+        except (ConfigLimitExceeded, DeadlineExceeded):
             return self._milp_solve(kwargs, started, proven=False)
         if lp.slack > 1e-7:
             return MilpResult("infeasible", {}, None, None, time.perf_counter() - started)
-        result = self._milp_solve(kwargs, started, proven=prove)
+        result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
         if not prove:
             return result
         incumbent_cost = self.totals(result.counts)[1] if result.counts else 0.0
@@ -126,8 +132,8 @@ class LazyPlacementMilp:
         for _ in range(MAX_GAP_ROUNDS):
             try:
                 budget = self._price(limits, lp, threshold + tolerance)
-            except ConfigLimitExceeded:
-                unproven = self._milp_solve(kwargs, started, proven=False)
+            except (ConfigLimitExceeded, DeadlineExceeded):
+                unproven = self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
                 if not unproven.counts:  # no plan found, none ruled out
                     return MilpResult("unknown", {}, None, None, unproven.seconds)
                 return unproven
@@ -147,7 +153,7 @@ class LazyPlacementMilp:
                 # LP-feasible but no integer plan among the columns: only the whole space
                 # can prove there is none (within the node budget, else "unknown")
                 threshold = math.inf
-        return self._milp_solve(kwargs, started, proven=False)
+        return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -181,17 +187,27 @@ class LazyPlacementMilp:
         self._milp.scenario = self.scenario  # demand and budget are read at each solve
         return self._milp
 
-    def _milp_solve(self, kwargs: dict, started: float, proven: bool) -> MilpResult:
+    def _milp_solve(
+        self, kwargs: dict, started: float, proven: bool, lp_bound: float | None = None
+    ) -> MilpResult:
+        """The MILP over the columns at hand. Unproven, its own bound covers only those
+        columns: the bound reported is then the LP optimum over every column, if known."""
         result = self.settled().solve(**kwargs)
         status = result.status if proven or not result.counts else "feasible"
+        bound = result.bound if proven and result.status == "optimal" else lp_bound
         return MilpResult(
-            status, result.counts, result.objective, result.bound, time.perf_counter() - started
+            status, result.counts, result.objective, bound, time.perf_counter() - started
         )
 
     def _column_generation(self, limits: Limits) -> LpSolution:
         while True:
+<<<<<<< HEAD
             lp = solve_lp(self._highs, self.scenario, self.configs, limits)
             self.lp_solves += 1
+=======
+            deadline.check()
+            lp = self._solve_lp(limits)
+>>>>>>> main
             scale = max(1.0, abs(lp.objective))
             if not self._price(limits, lp, -1e-9 * scale).found:
                 return lp

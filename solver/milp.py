@@ -23,6 +23,7 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
+from solver import deadline
 from solver.dominance import undominated
 from solver.fleet_figures import spot_domains
 from solver.replicas import ReplicaConfig
@@ -141,7 +142,7 @@ class PlacementMilp:
                 raise_exception_on_nonoptimal_result=False,
                 rel_gap=rel_gap,
                 abs_gap=abs_gap,
-                time_limit=_min_defined(options.time_limit_s, time_limit_s),
+                time_limit=deadline.capped(time_limit_s),
             )
             seconds = time.perf_counter() - started
             self.solves += 1

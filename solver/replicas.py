@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from solver import deadline
 from solver.scenario import Pool, Scenario
 
 
@@ -162,6 +163,9 @@ class PricingBound:
         return additive - gain * config.tokens_per_s + self.constant
 
 
+DEADLINE_CHECK_NODES = 2048  # a clock read every so many search nodes
+
+
 class SearchBudget:
     """A cap on search nodes, so an enormous configuration space fails fast, not slowly."""
 
@@ -175,6 +179,8 @@ class SearchBudget:
         self.nodes += 1
         if self.max_nodes is not None and self.nodes > self.max_nodes:
             raise ConfigLimitExceeded(self.nodes, self.max_nodes)
+        if self.nodes % DEADLINE_CHECK_NODES == 0:
+            deadline.check()
 
 
 class ConfigLimitExceeded(RuntimeError):
@@ -197,6 +203,16 @@ def lower_bound_ratio(scenario: Scenario) -> float | None:
         for t in stage_types(scenario)
     ]
     return min(ratios) if ratios else None
+
+
+def throughput_upper_bound(scenario: Scenario) -> float:
+    """Tokens/s no plan exceeds: every available GPU at its pool's best per-GPU stage rate."""
+    layers_total = scenario.model.num_layers
+    best_per_gpu: dict[int, float] = {}
+    for t in stage_types(scenario):
+        rate = t.rate_numerator / layers_total / t.tp
+        best_per_gpu[t.pool_index] = max(best_per_gpu.get(t.pool_index, 0.0), rate)
+    return sum(scenario.pools[i].available * rate for i, rate in best_per_gpu.items())
 
 
 def search_size(scenario: Scenario, homogeneous: bool | None = None) -> int:
