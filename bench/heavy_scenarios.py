@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.inventory import Inventory, Quota, load_inventory
+from tasks.inventory import Quota, load_inventory
 from tasks.pools import build_pools, pool_entries
 from tasks.prices import fetch_prices
 
@@ -33,7 +33,9 @@ def base_pools(inventory_path: Path = DEFAULT_INVENTORY) -> pd.DataFrame:
     clouds = sorted({str(cloud) for cloud in fetch_prices("snapshot")["cloud"].unique()})
     quotas = tuple(Quota(cloud, 1_000, where=f"bench {cloud}") for cloud in clouds)
     inventory = dataclasses.replace(inventory, quotas=quotas)
-    pools = build_pools(fetch_prices("snapshot"), inventory, PROFILE_MODEL, price_mode="cheapest").pools
+    pools = build_pools(
+        fetch_prices("snapshot"), inventory, PROFILE_MODEL, price_mode="cheapest"
+    ).pools
     pools = pools.copy()
     pools["available"] = pools["max_tp"].astype(int)
     return pools.sort_values("id").reset_index(drop=True)

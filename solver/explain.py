@@ -31,6 +31,8 @@ def explain_infeasible(milp: PlacementMilp | LazyPlacementMilp) -> str:
     scenario = milp.scenario
     options = scenario.solver
     fastest = milp.solve(throughput_weight=1.0, scenario_limits=False)
+    if fastest.status == "unknown":
+        return "no feasible plan; the time limit ran out before finding which limit binds"
     if fastest.status == "infeasible":
         return "no feasible plan: no replica fits the available GPUs"
     fleet = scenario.is_fleet or scenario.solver.survive_spot_loss != "none"

@@ -16,14 +16,10 @@ import time
 import highspy
 from pyomo.common.tee import capture_output
 
-<<<<<<< HEAD
-from solver.lazy_lp import Limits, LpSolution, pricing_bounds, solve_lp
-from solver.milp import SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals, requirements_of
-=======
 from solver import deadline
 from solver.deadline import DeadlineExceeded
-from solver.milp import KTOKENS, SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals
->>>>>>> main
+from solver.lazy_lp import Limits, LpSolution, pricing_bounds, solve_lp
+from solver.milp import SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals, requirements_of
 from solver.replicas import (
     ConfigLimitExceeded,
     ReplicaConfig,
@@ -201,13 +197,9 @@ class LazyPlacementMilp:
 
     def _column_generation(self, limits: Limits) -> LpSolution:
         while True:
-<<<<<<< HEAD
+            deadline.check()
             lp = solve_lp(self._highs, self.scenario, self.configs, limits)
             self.lp_solves += 1
-=======
-            deadline.check()
-            lp = self._solve_lp(limits)
->>>>>>> main
             scale = max(1.0, abs(lp.objective))
             if not self._price(limits, lp, -1e-9 * scale).found:
                 return lp

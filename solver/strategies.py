@@ -6,12 +6,9 @@ import math
 import time
 from collections.abc import Callable
 
-<<<<<<< HEAD
-from solver.explain import explain_infeasible, explain_no_replica
-=======
 from solver import deadline
 from solver.deadline import DeadlineExceeded
->>>>>>> main
+from solver.explain import explain_infeasible, explain_no_replica
 from solver.lazy import LazyPlacementMilp
 from solver.milp import KTOKENS, MilpResult, PlacementMilp
 from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
@@ -77,13 +74,9 @@ def solve_model(
     if result.status == "unknown":
         return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations, scenario)
     if result.status == "infeasible":
-<<<<<<< HEAD
         message = explain_infeasible(milp)
         return _no_plan(strategy, started, "infeasible", message, iterations, scenario)
-=======
-        return _no_plan(strategy, started, "infeasible", explain_infeasible(milp), iterations)
     message = extra.pop("message", "")
->>>>>>> main
     extra = {
         "model_building": "listed" if isinstance(milp, PlacementMilp) else "on-demand",
         "configurations": len(configs),
@@ -240,15 +233,21 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
 class _RatioBounds:
     """Lower bounds on the optimal ratio (USD/h per ktokens/s) from the steps' MILP bounds.
 
-    A step at lam with a valid bound B <= F(lam) gives, for every plan, C - lam T >= B, so
-    C / T >= lam + B / T: with B >= 0 and T <= T_max, lam + B / T_max; with B < 0 and a demand
-    T >= D > 0, lam + B / D.
+    A step at lam with a valid bound B <= F(lam) gives, for every plan, C - lam V >= B, so
+    C / V >= lam + B / V: with B >= 0 and V <= V_max, lam + B / V_max; with B < 0 and a demand
+    V >= D > 0, lam + B / D (on a fleet, D = sum_m min(D_m, U_m): V_m = min(T_m, U_m)).
     """
 
     def __init__(self, scenario: Scenario, physical: float) -> None:
         self.best = physical
         self.max_tokens_k = throughput_upper_bound(scenario) / KTOKENS
-        self.demand_k = scenario.solver.demand_tokens_per_s / KTOKENS
+        self.demand_k = (
+            sum(
+                min(m.demand_tokens_per_s, m.useful_tokens_per_s or m.demand_tokens_per_s)
+                for m in scenario.models
+            )
+            / KTOKENS
+        )
 
     def add(self, ratio: float, bound: float | None) -> None:
         if bound is None or not math.isfinite(bound):
@@ -411,49 +410,3 @@ _RUNNERS = {
     "weighted": _weighted,
     "iterative": _iterative,
 }
-<<<<<<< HEAD
-=======
-
-
-# --- explaining infeasibility --------------------------------------------------------------
-
-
-def explain_no_replica(scenario: Scenario) -> str:
-    model = scenario.model
-    options = scenario.solver
-    return (
-        f"no feasible replica: {model.num_layers} layers x {model.layer_memory_gb:g} GB do not fit "
-        f"in {options.max_stages} stage(s) of any single region's available GPUs "
-        f"(memory_utilization {options.memory_utilization:g}, "
-        f"tp_degrees {list(options.tp_degrees)})"
-    )
-
-
-def explain_infeasible(milp: PlacementMilp) -> str:
-    """Which constraint bites: demand above all GPUs can deliver, or budget below the need."""
-    options = milp.scenario.solver
-    demand = options.demand_tokens_per_s
-    fastest = milp.solve(throughput_weight=1.0, scenario_limits=False)
-    if fastest.status == "unknown":
-        return "no feasible plan; the time limit ran out before finding which limit binds"
-    if fastest.status == "infeasible":
-        return "no feasible plan: no replica fits the available GPUs"
-    max_tokens, _, _ = milp.totals(fastest.counts)
-    if max_tokens < demand:
-        return (
-            f"demand {demand:g} tokens/s is above what all available GPUs can deliver "
-            f"({max_tokens:g} tokens/s at most)"
-        )
-    budget = options.budget_per_hour
-    if budget is not None:
-        cheapest = milp.solve(cost_weight=1.0, scenario_limits=False)
-        _, min_cost, _ = milp.totals(cheapest.counts)
-        if min_cost > budget:
-            return f"budget {budget:g} $/h is below the cheapest replica ({min_cost:g} $/h)"
-        if demand > 0:
-            return (
-                f"budget {budget:g} $/h is below the least cost of meeting the demand "
-                f"{demand:g} tokens/s"
-            )
-    return "no feasible plan under the strategy's own limits"
->>>>>>> main
