@@ -206,23 +206,21 @@ def lower_bound_ratio(scenario: Scenario) -> float | None:
 
 
 def throughput_upper_bound(scenario: Scenario) -> float:
-    """Useful tokens/s no plan exceeds: every available GPU at its pool's best per-GPU stage
-    rate, per model (capped at its useful_tokens_per_s), summed over the models of a fleet."""
-    if len(scenario.models) > 1 or scenario.for_model(0) is not scenario:
-        total = 0.0
-        for index, model in enumerate(scenario.models):
-            most = throughput_upper_bound(scenario.for_model(index))
-            cap = model.useful_tokens_per_s
-            total += most if cap is None else min(most, cap)
-        return total
+    """Useful tokens/s no plan exceeds: per model, every available GPU at its pool's best
+    per-GPU stage rate (capped by the model's useful throughput), summed over the models."""
+    if len(scenario.models) > 1:
+        return sum(
+            throughput_upper_bound(scenario.for_model(i)) for i in range(len(scenario.models))
+        )
+    scenario = scenario.for_model(0)
+    useful = scenario.models[0].useful_tokens_per_s
     layers_total = scenario.model.num_layers
     best_per_gpu: dict[int, float] = {}
     for t in stage_types(scenario):
         rate = t.rate_numerator / layers_total / t.tp
         best_per_gpu[t.pool_index] = max(best_per_gpu.get(t.pool_index, 0.0), rate)
-    most = sum(scenario.pools[i].available * rate for i, rate in best_per_gpu.items())
-    cap = scenario.model.useful_tokens_per_s
-    return most if cap is None else min(most, cap)
+    fluid = sum(scenario.pools[i].available * rate for i, rate in best_per_gpu.items())
+    return fluid if useful is None else min(fluid, useful)
 
 
 def search_size(scenario: Scenario, homogeneous: bool | None = None) -> int:

@@ -233,21 +233,15 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
 class _RatioBounds:
     """Lower bounds on the optimal ratio (USD/h per ktokens/s) from the steps' MILP bounds.
 
-    A step at lam with a valid bound B <= F(lam) gives, for every plan, C - lam V >= B, so
-    C / V >= lam + B / V: with B >= 0 and V <= V_max, lam + B / V_max; with B < 0 and a demand
-    V >= D > 0, lam + B / D (on a fleet, D = sum_m min(D_m, U_m): V_m = min(T_m, U_m)).
+    A step at lam with a valid bound B <= F(lam) gives, for every plan, C - lam T >= B, so
+    C / T >= lam + B / T: with B >= 0 and T <= T_max, lam + B / T_max; with B < 0 and a demand
+    T >= D > 0, lam + B / D.
     """
 
     def __init__(self, scenario: Scenario, physical: float) -> None:
         self.best = physical
         self.max_tokens_k = throughput_upper_bound(scenario) / KTOKENS
-        self.demand_k = (
-            sum(
-                min(m.demand_tokens_per_s, m.useful_tokens_per_s or m.demand_tokens_per_s)
-                for m in scenario.models
-            )
-            / KTOKENS
-        )
+        self.demand_k = useful_floor(scenario) / KTOKENS
 
     def add(self, ratio: float, bound: float | None) -> None:
         if bound is None or not math.isfinite(bound):
@@ -256,6 +250,17 @@ class _RatioBounds:
             self.best = max(self.best, ratio + bound / self.max_tokens_k)
         elif bound < 0 and self.demand_k > 0:
             self.best = max(self.best, ratio + bound / self.demand_k)
+
+
+def useful_floor(scenario: Scenario) -> float:
+    """Useful tokens/s every feasible plan reaches: sum of min(D_m, U_m)."""
+    floors = [
+        m.demand_tokens_per_s
+        if m.useful_tokens_per_s is None
+        else min(m.demand_tokens_per_s, m.useful_tokens_per_s)
+        for m in scenario.models
+    ]
+    return max(sum(floors), 0.0)
 
 
 def _unproven_message(gap: float | None) -> str:
