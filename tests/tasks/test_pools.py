@@ -373,6 +373,7 @@ def test_fleet_pools_command_refuses_a_model_no_pool_serves(tmp_path) -> None:
     )  # fmt: skip
     assert code == 2 and not out.exists()
     assert "pools[lonely]" in stderr and "at least one pool" in stderr
+    assert f"fleet pools of {inventory}" in stderr
 
 
 @pytest.mark.skipif(not _fleet_solver_present(), reason="the fleet solver has not landed")
