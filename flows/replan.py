@@ -9,11 +9,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from solver import scenario_from_dict
 from solver.diff import compare_to_published, gap_to_exact
+from tasks.export import RunExport, ServingLimits, export_for_run, serving_limits
+from tasks.export.source import PlanSource, market_for_price_mode, union_plan
 from tasks.pipeline import (
     PriceInputs,
     build_scenario_task,
@@ -26,7 +28,9 @@ from tasks.pipeline import (
     validate_prices_task,
 )
 from tasks.report import (
+    ExportNote,
     Report,
+    ReportLinks,
     build_report,
     chart_file_name,
     combine_reports,
@@ -112,16 +116,29 @@ def nightly_replan(
         run_dir = Path(reports_dir) / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-run{run_id}"
         rebuild: dict[str, Callable[[PublishedPlan | None], tuple[Report, Any]]] = {}
         built_against: dict[str, PublishedPlan | None] = {}
+        rebuild_inputs: dict[str, dict[str, dict[str, Any]]] = {}
+        exact_ids: dict[str, int] = {}
+        exact_plans: dict[str, dict[str, Any]] = {}
         for model in model_names:
-            scenario_document = scenarios[model].result()
             plans = {s: solving[(model, s)].result() for s in strategies}
-            plan_ids = store.record_plans(run_id, model, plans)
-            published = built_against[model] = store.last_published(model, channel)
+            exact_plans[model] = plans["exact"]
+            exact_ids[model] = store.record_plans(run_id, model, plans)["exact"]
+            built_against[model] = store.last_published(model, channel)
+            rebuild_inputs[model] = plans
+        run_export = write_export_task(
+            union_plan(list(exact_plans.items()), market=market_for_price_mode(price_mode)),
+            run_dir,
+            store,
+            run_id,
+            serving_limits(fleet.models),
+        )
+        for model in model_names:
+            plans = rebuild_inputs[model]
             # the report again against another publication state (a concurrent run's post)
             rebuild[model] = partial(
                 _report,
                 model,
-                scenario_document,
+                scenarios[model].result(),
                 plans,
                 frontier=frontiers[model].result(),
                 prices=prices,
@@ -130,12 +147,13 @@ def nightly_replan(
                 threshold=switch_threshold,
                 dry_run=dry_run,
                 run_dir=run_dir,
+                export=run_export,
             )
-            report, comparison = rebuild[model](published)
+            report, comparison = rebuild[model](built_against[model])
             reports[model] = report
             results[model] = _model_summary(plans, comparison.decision)
             if comparison.decision.publish and not dry_run:
-                to_publish[model] = plan_ids["exact"]
+                to_publish[model] = exact_ids[model]
         # the report is written before posting, so a run whose post fails still leaves it
         report_paths = _write_reports(reports, run_dir)
         for model, plan_id in to_publish.items():
@@ -163,6 +181,7 @@ def nightly_replan(
             },
             "models": results,
             "report": str(report_paths.get("markdown", "")),
+            "export": run_export.to_json(),
         }
     except ValidationFailed as exc:
         store.finish_run(run_id, "invalid", exc.report.render(), prices_hash=prices_hash)
@@ -197,6 +216,7 @@ def _report(
     threshold: float,
     dry_run: bool = False,
     run_dir: Path | None = None,
+    export: RunExport | None = None,
 ) -> tuple[Report, Any]:
     scenario = scenario_from_dict(scenario_document, source=f"scenario of {model}")
     previous_plan = published.plan if published else None
@@ -208,6 +228,11 @@ def _report(
         "age": f"{age.days} d {age.seconds // 3600} h",
         "fallback": prices.fallback_note or "none: the source answered",
     }
+    links = (
+        report_links(run_dir, chart_file_name(model), flow_run_id=_flow_run_id())
+        if run_dir is not None
+        else None
+    )
     report = build_report(
         model,
         plans,
@@ -222,12 +247,53 @@ def _report(
         freshness,
         scenario.solver.demand_tokens_per_s,
         dry_run=dry_run,
-        links=report_links(run_dir, chart_file_name(model), flow_run_id=_flow_run_id())
-        if run_dir is not None
-        else None,
+        links=links,
         pool_tokens_per_s={pool.id: pool.tokens_per_s for pool in scenario.pools},
+        export=_export_note(export, links),
     )
     return report, comparison
+
+
+def _export_note(export: RunExport | None, links: ReportLinks | None) -> ExportNote | None:
+    """The export as the report names it: its README's URL when served, else its folder."""
+    if export is None:
+        return None
+    location = (links.export_url if links else None) or str(export.out_dir.absolute())
+    return ExportNote(
+        location=location,
+        text=export.summary if export.written else export.error,
+        written=export.written,
+    )
+
+
+@task(name="write-export", cache_policy=NO_CACHE)  # writes files: never skipped
+def write_export_task(
+    plan: dict[str, Any],
+    run_dir: Path,
+    store: StateStore,
+    run_id: int,
+    limits: dict[str, ServingLimits],
+) -> RunExport:
+    """Tonight's exact plan as launch specs in `<run_dir>/export`, against what runs now.
+
+    Never raises: an export that cannot be written is said in the report and the summary.
+    """
+    try:
+        previous = PlanSource(store).previous(run_id)
+    except Exception as exc:  # the store's view of the running fleet: the diff is optional
+        get_run_logger().warning("export: no comparison with the running plan: %s", exc)
+        previous = None
+    notes = list(previous.notes) if previous else []
+    run_export = export_for_run(
+        plan,
+        run_dir,
+        previous=previous.plan if previous else None,
+        serving_limits=limits,
+        notes=notes,
+    )
+    if not run_export.written:
+        get_run_logger().warning(run_export.line())
+    return run_export
 
 
 def _model_summary(plans: dict[str, dict[str, Any]], decision: Any) -> dict[str, Any]:

@@ -95,5 +95,9 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"  {action}: {result['reason']}",
             f"  gap to exact: {gaps or '-'}",
         ]
+    export = summary.get("export")
+    if export:
+        written = export["folder"] if export["written"] else f"not written: {export['error']}"
+        lines.append(f"export: {written}")
     lines.append(f"report: {summary['report']}")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from tasks.report.blocks import (
     MISSING,
     Bold,
     Bullets,
+    Code,
     Image,
     Section,
     para,
@@ -36,6 +37,7 @@ from tasks.report.blocks import (
     usd_per_token,
     usd_precise,
 )
+from tasks.report.fleet import fleet_sections
 
 SECONDS_PER_DAY = 86_400.0
 HOURS_PER_DAY = 24.0
@@ -77,6 +79,16 @@ class ReportLinks:
     report_url: str | None = None  # an http(s) URL or a file path
     run_url: str | None = None
     chart_url: str | None = None  # set only when the report is served at a public base URL
+    export_url: str | None = None  # the run's launch specs (their README): a URL or a path
+
+
+@dataclass(frozen=True)
+class ExportNote:
+    """The launch specs written next to the report: where, what (one line), or why not."""
+
+    location: str  # the export's README URL or its folder's path
+    text: str  # ExportResult.summary(), or the reason nothing was written
+    written: bool = True
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,9 @@ class ReportInputs:
     pool_tokens_per_s: Mapping[str, float] | None = None
     earlier_prices: bool = True  # False: no earlier run's prices to compare with
     now: datetime | None = None  # for the data's age; default: the current time
+    export: ExportNote | None = None  # the run's launch specs (None: the run writes none)
+    # tonight's exact fleet plan solved without the spot-loss constraint (price of resilience)
+    unconstrained: Mapping[str, Any] | None = None
 
     @property
     def exact(self) -> Mapping[str, Any] | None:
@@ -357,6 +372,8 @@ def build_sections(inputs: ReportInputs, chart_file: str = CHART_FILE) -> list[S
         *top,
         decision_section(inputs),
         Section("What to do", (Bullets(tuple(para(s) for s in steps(inputs)), ordered=True),)),
+        *([export_section(inputs.export)] if inputs.export is not None else []),
+        *fleet_sections(inputs.exact, inputs.unconstrained),
         changes_section(inputs),
         cost_section(inputs),
         strategies_section(inputs),
@@ -377,11 +394,37 @@ def build_sections(inputs: ReportInputs, chart_file: str = CHART_FILE) -> list[S
     ]
 
 
+def export_section(export: ExportNote) -> Section:
+    """Where tonight's launch specs are, or why none were written."""
+    if export.written:
+        text = para(
+            "Tonight's plan as launch specs (SkyServe services running vLLM, plan.json and a "
+            "README.md saying what to launch first and what to stop after): ",
+            Code(export.location),
+            f". {export.text[:1].upper()}{export.text[1:]}.",
+        )
+    else:
+        text = para(
+            "No launch specs were written tonight: ",
+            export.text,
+            ". The plan and this report stand; `replan export --run N --out DIR` writes them "
+            "once the cause is fixed.",
+        )
+    return Section("Launch specs", (text,))
+
+
 def links_section(inputs: ReportInputs) -> Section:
     links = inputs.links
     rows = [
         [name, value]
-        for name, value in (("report", links.report_url), ("Prefect run", links.run_url))
+        for name, value in (
+            ("report", links.report_url),
+            (
+                "launch specs",
+                inputs.export.location if inputs.export and inputs.export.written else None,
+            ),
+            ("Prefect run", links.run_url),
+        )
         if value
     ]
     if not rows:

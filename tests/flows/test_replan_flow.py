@@ -422,7 +422,8 @@ def test_the_webhook_url_appears_in_no_log_report_error_or_exception(
     run_dirs = sorted(deployment.reports_dir.iterdir())
     assert len(run_dirs) == 3  # every run that solved wrote its report, failed posts too
     report_files = [p for p in deployment.reports_dir.rglob("*") if p.is_file()]
-    assert {p.suffix for p in report_files} == {".md", ".html", ".png"}
+    # the report, its chart and the export beside it (YAML, plan.json, README, its marker)
+    assert {p.suffix for p in report_files} == {".md", ".html", ".png", ".yaml", ".json", ""}
     texts += [p.read_bytes().decode("utf-8", "replace") for p in report_files]
     api_texts = _api_texts()
     texts += api_texts
