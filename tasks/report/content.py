@@ -68,6 +68,12 @@ def describe_stages(stages: Sequence[Stage]) -> str:
     return " → ".join(f"{s.pool}: {gpu_count(s.tp)} (TP {s.tp}), {s.layers} layers" for s in stages)
 
 
+def _of_model(change: Any) -> str:
+    """`llama-8b on ` for a fleet change that names its model, else nothing."""
+    model = getattr(change, "model", "")
+    return f"{model} on " if model else ""
+
+
 def replicas(count: int) -> str:
     return f"{count} replica" if count == 1 else f"{count} replicas"
 
@@ -344,7 +350,7 @@ def steps(inputs: ReportInputs) -> list[str]:
     if not decision.publish or not diff.changed:
         return ["Nothing to change: keep the running fleet (the published plan)."]
     found = [
-        f"Launch {replicas(c.count)} of {describe_stages(c.stages)} "
+        f"Launch {replicas(c.count)} of {_of_model(c)}{describe_stages(c.stages)} "
         f"({gpu_count(c.gpus_per_replica)} each, {c.cloud}/{c.region})."
         for c in diff.added
     ]
@@ -356,7 +362,7 @@ def steps(inputs: ReportInputs) -> list[str]:
             f"{inputs.demand_tokens_per_s:,.0f} tokens/s."
         )
     found += [
-        f"Drain {replicas(c.count)} of {describe_stages(c.stages)} "
+        f"Drain {replicas(c.count)} of {_of_model(c)}{describe_stages(c.stages)} "
         f"({c.cloud}/{c.region}) and release their GPUs."
         for c in diff.removed
     ]
@@ -473,7 +479,7 @@ def _replica_rows(inputs: ReportInputs) -> list[list[str]]:
                     ", ".join(change.pools),
                     f"{change.cloud}/{change.region}",
                     str(change.gpus_per_replica),
-                    describe_stages(change.stages),
+                    _of_model(change) + describe_stages(change.stages),
                 ]
             )
     return rows
