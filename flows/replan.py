@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.state_secret import state_url_with_password
 from solver import scenario_from_dict
 from solver.diff import compare_to_published, gap_to_exact
 from tasks.export import RunExport, ServingLimits, export_for_run, serving_limits
@@ -44,7 +45,6 @@ from tasks.validation import ValidationFailed
 
 DEFAULT_STRATEGIES = ("exact", "iterative", "weighted")
 SNAPSHOT_MAX_AGE_DAYS = 36_500.0  # the bundled snapshot is dated; its age shows in the report
-LIVE_MAX_AGE_DAYS = 7.0
 ABANDONED_AFTER_HOURS = 6.0
 
 
@@ -70,7 +70,7 @@ def nightly_replan(
     strategies = list(strategies or DEFAULT_STRATEGIES)
     if "exact" not in strategies:
         strategies.insert(0, "exact")  # the decision is made on the exact plan
-    store = StateStore.from_url(state_url)
+    store = StateStore.from_url(state_url_with_password(state_url))
     store.create_all()
     # a run still "running" long after any run could take was killed: say so in the record
     store.fail_abandoned_runs(datetime.now(UTC) - timedelta(hours=ABANDONED_AFTER_HOURS))
@@ -93,10 +93,8 @@ def nightly_replan(
         prices = fetch_prices_task(
             sources, source_location, store, timedelta(hours=fallback_max_age_hours)
         )
-        age_limit = max_price_age_days or (
-            SNAPSHOT_MAX_AGE_DAYS if prices.source == "snapshot" else LIVE_MAX_AGE_DAYS
-        )
-        validate_prices_task(prices, age_limit)
+        # no limit given: 7 days, or the bundled snapshot's age stated (as `replan validate`)
+        validate_prices_task(prices, max_price_age_days or None)
         prices_hash = store.save_prices(prices.table, prices.fetched_at)
         model_names = list(models or fleet.models)
         unknown = [m for m in model_names if m not in fleet.models]

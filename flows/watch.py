@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from flows.replan import LIVE_MAX_AGE_DAYS, SNAPSHOT_MAX_AGE_DAYS, publication_channel
+from flows.replan import publication_channel
+from flows.state_secret import state_url_with_password
 from tasks.inventory import Inventory
 from tasks.pipeline import fetch_prices_task, load_inventory_task, validate_prices_task
 from tasks.pools import build_pools
@@ -225,14 +226,10 @@ def watch_prices(
     """Compare today's prices with those behind each published plan; emit the moves that matter."""
     logger = get_run_logger()
     sources = list(sources or ["snapshot"])
-    store = StateStore.from_url(state_url)
+    store = StateStore.from_url(state_url_with_password(state_url))
     fleet = load_inventory_task(inventory)
     prices = fetch_prices_task(sources, source_location, store, timedelta(0))
-    validate_prices_task(
-        prices,
-        max_price_age_days
-        or (SNAPSHOT_MAX_AGE_DAYS if prices.source == "snapshot" else LIVE_MAX_AGE_DAYS),
-    )
+    validate_prices_task(prices, max_price_age_days or None)
     channel, _ = publication_channel()
     last_hash = newest_completed_prices_hash(store)
     last_table = saved_prices(store, last_hash) if last_hash else None

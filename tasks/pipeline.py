@@ -87,7 +87,7 @@ def fetch_prices_task(
     if saved is None:
         raise NoPrices(
             "every price source failed and no saved prices are younger than "
-            f"{fallback_max_age}: " + "; ".join(failures)
+            f"{fallback_max_age.total_seconds() / 3600:g} h: " + "; ".join(failures)
         )
     hours = saved.age.total_seconds() / 3600
     note = f"every live source failed; using the last good prices, {hours:.1f} h old"
@@ -101,8 +101,10 @@ def _newest(table: pd.DataFrame) -> datetime:
 
 
 @task(name="validate-prices")
-def validate_prices_task(prices: PriceInputs, max_age_days: float) -> None:
-    """Great Expectations on the price table; a failure stops the run before solving."""
+def validate_prices_task(prices: PriceInputs, max_age_days: float | None) -> None:
+    """Great Expectations on the price table; a failure stops the run before solving.
+
+    `max_age_days=None`: 7 days, or the bundled snapshot's age stated in a warning."""
     report = validate_prices(prices.table, max_age_days=max_age_days, subject=prices.source)
     if report.warnings:
         get_run_logger().warning(report.render())

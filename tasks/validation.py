@@ -27,8 +27,10 @@ from tasks.inventory import Inventory
 from tasks.prices.table import PriceFileError, read_price_csv
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
-DEFAULT_MAX_AGE_DAYS = 7.0
+DEFAULT_MAX_AGE_DAYS = 7.0  # for live prices; the bundled snapshot states its age instead
+SNAPSHOT_SOURCE = "snapshot"  # the `source` of the bundled, dated price snapshot
 DEFAULT_SPOT_TOLERANCE = 0.05  # spot may exceed on-demand by 5 % before a warning
+SNAPSHOT_MAX_AGE_DAYS = 36_500.0  # no limit in practice: the snapshot's age is stated instead
 FUTURE_SKEW = timedelta(hours=1)  # fetched_at may be this far ahead of `now` (clock skew)
 MAX_EXAMPLES = 3
 CRITICAL, WARNING = "critical", "warning"
@@ -288,16 +290,45 @@ def with_derived_price_columns(prices: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def is_bundled_snapshot(prices: pd.DataFrame) -> bool:
+    """True when every row comes from the bundled snapshot (its `source` column)."""
+    return not prices.empty and bool((prices["source"] == SNAPSHOT_SOURCE).all())
+
+
+def snapshot_age_finding(prices: pd.DataFrame, now: datetime) -> Finding:
+    """The warning that states the bundled snapshot's real age (its `fetched_at` is true)."""
+    stamps = pd.to_datetime(prices["fetched_at"], utc=True)
+    oldest, newest = stamps.min(), stamps.max()
+    days = (pd.Timestamp(now) - oldest).days
+    return Finding(
+        table="prices",
+        expectation="snapshot_age",
+        description="the bundled snapshot is dated, not live",
+        severity=WARNING,
+        column="fetched_at",
+        note=f"fetched {oldest:%Y-%m-%d} .. {newest:%Y-%m-%d}, up to {days} days old; the "
+        f"{DEFAULT_MAX_AGE_DAYS:g}-day freshness limit applies to live prices only: for "
+        "tonight's plan fetch live prices (replan prices --source skypilot-catalog)",
+    )
+
+
 def validate_prices(
     prices: pd.DataFrame,
     *,
-    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    max_age_days: float | None = DEFAULT_MAX_AGE_DAYS,
     spot_tolerance: float = DEFAULT_SPOT_TOLERANCE,
     now: datetime | None = None,
     subject: str = "prices",
 ) -> ValidationReport:
-    """Check a canonical price table against `expectations/prices.json`."""
+    """Check a canonical price table against `expectations/prices.json`.
+
+    `max_age_days=None`: the bundled snapshot is checked without a freshness limit and a
+    warning states its age (as `replan run` does); any other table gets the 7-day limit.
+    """
     now = now or datetime.now(UTC)
+    snapshot_rule = max_age_days is None and is_bundled_snapshot(prices)
+    if max_age_days is None:
+        max_age_days = SNAPSHOT_MAX_AGE_DAYS if snapshot_rule else DEFAULT_MAX_AGE_DAYS
     parameters = {
         "min_fetched_at": pd.Timestamp(now - timedelta(days=max_age_days)),
         "max_fetched_at": pd.Timestamp(now + FUTURE_SKEW),
@@ -307,6 +338,8 @@ def validate_prices(
     failures, warnings = run_expectations(
         "prices", frame, load_suite("prices"), price_row_labels(prices), parameters
     )
+    if snapshot_rule:
+        warnings.insert(0, snapshot_age_finding(prices, now))
     return ValidationReport(subject, tuple(failures), tuple(warnings), len(prices))
 
 
@@ -323,7 +356,13 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
     """The inventory as flat tables (models, gpus, profiles, tp_efficiency, quotas), each row
     labelled with its path in the file."""
     models = [
-        {"name": m.name, "num_layers": m.num_layers, "layer_memory_gb": m.layer_memory_gb}
+        {
+            "name": m.name,
+            "num_layers": m.num_layers,
+            "layer_memory_gb": m.layer_memory_gb,
+            "demand_tokens_per_s": m.demand_tokens_per_s,
+            "useful_tokens_per_s": m.useful_tokens_per_s,
+        }
         for m in inventory.models.values()
     ]
     gpus = [{"gpu": g.name, "memory_gb": g.memory_gb} for g in inventory.gpus.values()]
@@ -340,17 +379,33 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
             "cloud": q.cloud,
             "region": q.region or "*",
             "gpu": q.gpu or "*",
+            "market": q.market or "*",
             "max_gpus": q.max_gpus,
             "where": q.where,
         }
         for q in inventory.quotas
     ]
+    fleet = inventory.serving
+    serving = [
+        {
+            "survive_spot_loss": fleet.survive_spot_loss,
+            "survive_fraction": fleet.survive_fraction,
+            "max_spot_interruption": fleet.max_spot_interruption,
+        }
+    ]
     columns = {
-        "models": ["name", "num_layers", "layer_memory_gb"],
+        "models": [
+            "name",
+            "num_layers",
+            "layer_memory_gb",
+            "demand_tokens_per_s",
+            "useful_tokens_per_s",
+        ],
         "gpus": ["gpu", "memory_gb"],
         "profiles": ["gpu", "model", "tokens_per_s"],
         "tp_efficiency": ["gpu", "model", "degree", "efficiency"],
-        "quotas": ["cloud", "region", "gpu", "max_gpus", "where"],
+        "quotas": ["cloud", "region", "gpu", "market", "max_gpus", "where"],
+        "serving": ["survive_spot_loss", "survive_fraction", "max_spot_interruption"],
     }
     rows = {
         "models": models,
@@ -358,6 +413,7 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
         "profiles": profiles,
         "tp_efficiency": efficiencies,
         "quotas": quotas,
+        "serving": serving,
     }
     labels = {
         "models": [f"models.{r['name']}" for r in models],
@@ -367,6 +423,7 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
             f"gpus.{r['gpu']}.models.{r['model']}.tp_efficiency.{r['degree']}" for r in efficiencies
         ],
         "quotas": [r["where"] for r in quotas],
+        "serving": ["serving"],
     }
     return {
         name: _Table(pd.DataFrame(rows[name], columns=columns[name]), labels[name]) for name in rows
@@ -412,17 +469,40 @@ def validate_pools(
     )
 
 
+def validate_fleet_pools(
+    per_model: Mapping[str, pd.DataFrame], *, subject: str = "fleet pools"
+) -> ValidationReport:
+    """The pools suite on each model's pools (the pools it has a profile for), in one report."""
+    failures: list[Finding] = []
+    warnings: list[Finding] = []
+    rows = 0
+    for model, pools in per_model.items():
+        report = validate_pools(pools, model)
+        failures += [_for_model(f, model) for f in report.failures]
+        warnings += [_for_model(f, model) for f in report.warnings]
+        rows += report.row_count
+    return ValidationReport(subject, tuple(failures), tuple(warnings), rows)
+
+
+def _for_model(finding: Finding, model: str) -> Finding:
+    """`finding` with the model named in its table (`pools[llama-3.1-8b]`)."""
+    return Finding(**{**finding.__dict__, "table": f"{finding.table}[{model}]"})
+
+
 # --- files: read and validate in one step --------------------------------------------------
 
 
 def check_price_file(
     path: str | Path,
     *,
-    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    max_age_days: float | None = None,
     spot_tolerance: float = DEFAULT_SPOT_TOLERANCE,
     now: datetime | None = None,
 ) -> tuple[pd.DataFrame | None, ValidationReport]:
-    """Read and validate a price CSV; the table is None when the file cannot be read."""
+    """Read and validate a price CSV; the table is None when the file cannot be read.
+
+    `max_age_days=None`: 7 days, or for the bundled snapshot its stated age (`validate_prices`).
+    """
     subject = f"prices {path}"
     try:
         prices = read_price_csv(path)

@@ -38,11 +38,6 @@ def register(subparsers: Any) -> None:
         help="base URL for a live source (a mirror or test server), or the CSV path for 'file'",
     )
     parser.add_argument("--out", metavar="FILE", help="write the canonical price CSV here (atomic)")
-    parser.add_argument(
-        "--stamp-now",
-        action="store_true",
-        help="snapshot only: stamp prices with the current time instead of the snapshot date",
-    )
     parser.set_defaults(func=run)
 
 
@@ -92,11 +87,6 @@ def format_summary(table: pd.DataFrame) -> str:
 def run(args: argparse.Namespace) -> int:
     """Fetch, write and summarise; 0 ok, 2 bad input/data, 1 source failure."""
     options: dict[str, Any] = {"progress": _progress}
-    if args.stamp_now:
-        if args.source != "snapshot":
-            print("replan prices: --stamp-now applies to --source snapshot only", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        options["fetched_at"] = "now"
     try:
         table = get_source(args.source, args.location, **options).fetch()
     except (SourceConfigError, MalformedResponse) as exc:

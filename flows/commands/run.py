@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -42,31 +43,88 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def check_arguments(
+    inventory: str | None,
+    sources: list[str] | None,
+    location: str | None,
+    models: list[str] | None,
+) -> str | None:
+    """Why the flow cannot start with these arguments (one line), or None: checked in
+    well under a second, before Prefect or the flow starts."""
+    from tasks.inventory import InventoryError, load_inventory
+    from tasks.prices import SOURCE_NAMES, get_source
+    from tasks.prices.errors import SourceConfigError
+    from tasks.prices.file import FileSource
+
+    for name in sources or ["snapshot"]:
+        if name not in SOURCE_NAMES:
+            return f"--source {name}: unknown price source; choose from {', '.join(SOURCE_NAMES)}"
+        try:
+            source = get_source(name, location)
+        except SourceConfigError as exc:
+            return f"--source {name}: {exc.reason}"
+        if isinstance(source, FileSource) and not source.path.is_file():
+            return f"--from {location}: no such price file (the file source reads a price CSV)"
+    if inventory is None:
+        return None
+    try:
+        fleet = load_inventory(inventory)
+    except InventoryError as exc:
+        return f"--inventory {exc}"
+    unknown = [m for m in models or [] if m not in fleet.models]
+    if unknown:
+        return (
+            f"--model {', '.join(unknown)}: not in the inventory {inventory}; "
+            f"its models: {', '.join(fleet.models)}"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = check_arguments(args.inventory, args.sources, args.location, args.models)
+    if problem is not None:
+        print(f"replan run: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.prefect_api import ApiUnavailable, ensure_api
+    from flows.run_log import new_log_path, tracebacks_to_file
+    from flows.state_secret import export_state_password
+
+    log_dir = Path(args.reports_dir) / "logs"
+    try:
+        ensure_api(log_dir)
+    except ApiUnavailable as exc:
+        print(f"replan run: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     from flows.replan import nightly_replan
     from tasks.validation import ValidationFailed
 
+    log_path = new_log_path(log_dir)
     try:
-        summary = nightly_replan(
-            inventory=args.inventory,
-            sources=args.sources,
-            source_location=args.location,
-            models=args.models,
-            switch_threshold=args.threshold,
-            dry_run=args.dry_run,
-            price_mode=args.price_mode,
-            max_price_age_days=args.max_price_age_days,
-            fallback_max_age_hours=args.fallback_max_age_hours,
-            state_url=args.state_url,
-            reports_dir=args.reports_dir,
-        )
+        with tracebacks_to_file(log_path):
+            summary = nightly_replan(
+                inventory=args.inventory,
+                sources=args.sources,
+                source_location=args.location,
+                models=args.models,
+                switch_threshold=args.threshold,
+                dry_run=args.dry_run,
+                price_mode=args.price_mode,
+                max_price_age_days=args.max_price_age_days,
+                fallback_max_age_hours=args.fallback_max_age_hours,
+                state_url=export_state_password(args.state_url),
+                reports_dir=args.reports_dir,
+            )
     except ValidationFailed as exc:
         print(exc.report.render(), file=sys.stderr)
         print("replan run: invalid data: nothing solved or published", file=sys.stderr)
         return EXIT_INVALID
     except Exception as exc:  # the flow recorded the failure; say it in one line
-        print(f"replan run: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        message = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"replan run: failed: {type(exc).__name__}: {message} (traceback: {log_path})",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     print(render_summary(summary))
     return EXIT_OK

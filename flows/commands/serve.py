@@ -1,7 +1,10 @@
 """`replan serve`: serve the deployments and their schedules from this one process.
 
-Against `$PREFECT_API_URL` (e.g. a local `prefect server start`), or, when it is unset,
-Prefect's ephemeral API, which lives as long as this process. Stop with Ctrl-C.
+Against `$PREFECT_API_URL` (e.g. a local `prefect server start`), or, when it is unset, a
+temporary Prefect API started here (120 s to come up, 3 tries; its URL is printed and exported
+as PREFECT_API_URL, so each run's subprocess uses it), which lives as long as this process.
+A password in --state is passed to the runs in $REPLAN_STATE_PASSWORD, never as a parameter.
+Stop with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -9,9 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
-from flows.commands.run import EXIT_INVALID, EXIT_OK
+from flows.commands.run import EXIT_FAILED, EXIT_INVALID, EXIT_OK, check_arguments
+
+FLOW_DEFAULT_INVENTORY = "config/inventory.yaml"
 
 
 def register(subparsers: Any) -> None:
@@ -72,7 +79,23 @@ async def _register(deployments: list[Any]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = check_arguments(
+        args.inventory or FLOW_DEFAULT_INVENTORY, args.sources, args.source_location, args.models
+    )
+    if problem is not None:
+        print(f"replan serve: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.prefect_api import ApiUnavailable, configured_api_url, ensure_api
+    from flows.state_secret import export_state_password
+
+    temporary = configured_api_url() is None
+    try:
+        # exported as PREFECT_API_URL: each run's subprocess uses this server, not its own
+        api = ensure_api(Path(args.reports_dir or "reports") / "logs")
+    except ApiUnavailable as exc:
+        print(f"replan serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     from prefect import serve
 
     from flows.deployments import DeploymentSettings, build_deployments
@@ -80,15 +103,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = DeploymentSettings.from_env()
     except ValueError as exc:
-        print(f"replan serve: {exc}")
+        print(f"replan serve: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    args.state_url = export_state_password(args.state_url)  # the password never a parameter
     deployments = build_deployments(deployment_parameters(args), settings)
     asyncio.run(_register(deployments))
-    api = os.environ.get("PREFECT_API_URL") or "the ephemeral API (no PREFECT_API_URL)"
     print(
-        f"replan serve: {len(deployments)} deployments on {api}; nightly at "
-        f"'{settings.nightly_cron}' {settings.timezone}, watch-prices at "
-        f"'{settings.watch_cron}', task runner {settings.task_runner}"
+        f"replan serve: {len(deployments)} deployments on {api}"
+        + (" (temporary API, stops with this process)" if temporary else "")
+        + f"; nightly at '{settings.nightly_cron}' {settings.timezone}, watch-prices at "
+        f"'{settings.watch_cron}', task runner {settings.task_runner}",
+        flush=True,
     )
     serve(*deployments, limit=args.limit)
     return EXIT_OK

@@ -30,8 +30,9 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-age-days",
         type=float,
-        default=7.0,
-        help="fail prices whose fetched_at is older than this many days (default: %(default)s)",
+        default=None,
+        help="fail prices whose fetched_at is older than this many days (default: 7; the "
+        "bundled snapshot is dated: its age is stated in a warning, as `replan run` does)",
     )
     parser.add_argument(
         "--spot-tolerance",

@@ -6,7 +6,7 @@
 
 `location` is the `--from` override: a base URL for the live sources, a path for `file`.
 Extra keyword options go to the source's constructor (`settings=HttpSettings(...)`,
-`progress=print`, `regions=[...]`, `clouds=[...]`, `fetched_at="now"`).
+`progress=print`, `regions=[...]`, `clouds=[...]`, `fetched_at=datetime(...)`).
 """
 
 from __future__ import annotations

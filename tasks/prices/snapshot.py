@@ -6,8 +6,8 @@ the table exactly as the live `skypilot-catalog` source does (`tasks.prices.skyp
 `fetched_at`: the catalog files carry no fetch time. Each cloud gets a fixed, documented time —
 the start of the year its content dates to (`SNAPSHOT_FETCHED_AT`: v8 files 2025-01-01, the
 older v6 Azure file 2024-01-01). The earliest plausible date is chosen so that a freshness check
-never treats the snapshot as newer than it is; a validator will rightly call it stale. For offline
-demos pass `fetched_at="now"` (CLI: `replan prices --stamp-now`) or any datetime.
+never treats the snapshot as newer than it is. The time stays true everywhere: `replan run` and
+`replan validate` accept the snapshot without a freshness limit and state its age instead.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Literal
 
 import pandas as pd
 
 from tasks.prices.errors import MalformedResponse, SourceConfigError
 from tasks.prices.http import Progress, log_progress
 from tasks.prices.skypilot import catalog_to_table, parse_catalog_csv
-from tasks.prices.table import to_price_table, utc_now
+from tasks.prices.table import to_price_table
 
 SNAPSHOT_RESOURCE = ("data", "prices", "skypilot-catalog")
 # Cloud → bundled catalog files; GCP needs its host VM rows to price whole instances.
@@ -60,7 +59,7 @@ class SnapshotSource:
         self,
         *,
         clouds: Sequence[str] | None = None,
-        fetched_at: datetime | Literal["now"] | None = None,
+        fetched_at: datetime | None = None,
         progress: Progress = log_progress,
     ) -> None:
         self.clouds = tuple(clouds) if clouds is not None else tuple(SNAPSHOT_FILES)
@@ -73,8 +72,6 @@ class SnapshotSource:
         self._progress = progress
 
     def _stamp(self, cloud: str) -> datetime:
-        if self.fetched_at == "now":
-            return utc_now()
         if isinstance(self.fetched_at, datetime):
             return self.fetched_at
         return SNAPSHOT_FETCHED_AT[cloud]

@@ -77,9 +77,14 @@ def test_run_exits_1_when_slack_refuses_and_does_not_print_the_webhook(
 
 
 def test_run_exits_1_when_no_prices_can_be_had(deployment: Deployment) -> None:
-    captured = replan(*deployment.cli_args(deployment.root / "missing.csv"))
+    arguments = deployment.cli_args(deployment.root / "unused.csv")
+    source = arguments.index("--source")
+    # the price server answers 404 to everything (the fake Slack's server, on loopback)
+    arguments[source + 1 : source + 4] = ["skypilot-catalog", "--from", deployment.slack.url]
+    captured = replan(*arguments, "--fallback-max-age-hours", "0")
     assert captured.code == 1
     assert "replan run: failed: NoPrices: every price source failed" in captured.err
+    assert "no saved prices are younger than 0 h: skypilot-catalog" in captured.err
 
 
 def test_history_lists_recent_runs_and_publications(deployment: Deployment) -> None:

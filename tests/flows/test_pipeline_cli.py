@@ -36,7 +36,14 @@ def _chain(prices: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_bundled_snapshot_to_a_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     prices = tmp_path / "prices.csv"
-    assert main(["prices", "--stamp-now", "--out", str(prices)]) == 0
+    assert main(["prices", "--out", str(prices)]) == 0
+    capsys.readouterr()
+    # the snapshot keeps its true date: validate states its age and passes, as `run` does
+    assert main(["validate", "--prices", str(prices)]) == 0
+    out = capsys.readouterr().out
+    assert "WARN prices: the bundled snapshot is dated, not live [snapshot_age" in out
+    assert "days old; the 7-day freshness limit applies to live prices only" in out
+    assert main(["validate", "--prices", str(prices), "--max-age-days", "7"]) == 2
     plan = _chain(prices, "llama-3.1-8b", tmp_path, capsys)
     assert {r["cloud"] for r in plan["replicas"]} <= {"aws", "gcp", "azure", "lambda", "nebius"}
 

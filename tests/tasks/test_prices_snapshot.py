@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +15,7 @@ from tasks.prices import SOURCE_NAMES, PriceSource, fetch_prices, get_source
 from tasks.prices.errors import MalformedResponse, SourceConfigError
 from tasks.prices.schema import PRICE_COLUMNS, PRICE_KEY
 from tasks.prices.skypilot import catalog_to_table, parse_catalog_csv
-from tasks.prices.table import read_price_csv, write_price_csv
+from tasks.prices.table import read_price_csv, to_price_table, write_price_csv
 
 FETCHED_AT = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -86,13 +86,11 @@ def test_snapshot_azure_corrections(snapshot: pd.DataFrame) -> None:
     assert not azure["instance_type"].isin(["Standard_NV4as_v4", "Standard_NV8as_v4"]).any()
 
 
-def test_snapshot_fetched_at_fixed_or_now() -> None:
+def test_snapshot_fetched_at_is_the_true_date() -> None:
     fixed = fetch_prices("snapshot", clouds=["aws", "azure"], progress=quiet)
     stamps = fixed.groupby("cloud")["fetched_at"].first()
     assert stamps["aws"] == pd.Timestamp("2025-01-01", tz="UTC")
     assert stamps["azure"] == pd.Timestamp("2024-01-01", tz="UTC")
-    now = fetch_prices("snapshot", clouds=["nebius"], fetched_at="now", progress=quiet)
-    assert (pd.Timestamp.now(tz="UTC") - now["fetched_at"].iloc[0]) < timedelta(minutes=1)
 
 
 def test_catalog_mapping_quirks() -> None:
@@ -157,10 +155,11 @@ def test_read_price_csv_keeps_empty_zone_and_missing_spot(tmp_path: Path) -> Non
     path = tmp_path / "p.csv"
     path.write_text(
         ",".join(PRICE_COLUMNS) + "\n"
-        "file,azure,eastus,,Standard_NC6s_v3,V100,1,3.06,,2025-06-01T12:00:00Z\n"
+        "file,azure,eastus,,Standard_NC6s_v3,V100,1,3.06,,2025-06-01T12:00:00Z,\n"
     )
     table = read_price_csv(path)
     assert table.loc[0, "zone"] == "" and math.isnan(table.loc[0, "spot_price_per_hour"])
+    assert table.loc[0, "spot_interruption"] is None
     assert table.loc[0, "fetched_at"] == pd.Timestamp("2025-06-01T12:00:00", tz="UTC")
 
 
@@ -184,7 +183,9 @@ def test_cli_prices_snapshot(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_cli_prices_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prices", "--source", "file"]) == 2
     assert main(["prices", "--source", "azure-retail", "--from", "http://example.com/p"]) == 2
-    assert main(["prices", "--source", "aws-spot", "--stamp-now"]) == 2
+    with pytest.raises(SystemExit) as gone:  # dropped: fetched_at stays true everywhere
+        main(["prices", "--stamp-now"])
+    assert gone.value.code == 2
     broken = tmp_path / "broken.csv"
     broken.write_text("not,a,price,table\n")
     out = tmp_path / "out.csv"
@@ -205,3 +206,19 @@ def test_cli_prices_source_failure_exit_1(capsys: pytest.CaptureFixture[str]) ->
         assert main(["prices", "--source", "aws-spot", "--from", server.url_for("/spot.json")]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("replan prices: aws-spot: HTTP 403") and "/spot.json" in error
+
+
+def test_price_csv_without_spot_interruption_reads_as_none(tmp_path: Path) -> None:
+    """Files written before the column existed still read; the column comes back as None."""
+    path = tmp_path / "p.csv"
+    columns = [c for c in PRICE_COLUMNS if c != "spot_interruption"]
+    path.write_text(
+        ",".join(columns) + "\n"
+        "file,aws,us-east-1,,p3.2xlarge,V100,1,3.06,0.9,2025-06-01T12:00:00Z\n"
+    )
+    table = read_price_csv(path)
+    assert list(table.columns) == list(PRICE_COLUMNS)
+    assert table.loc[0, "spot_interruption"] is None
+    written = tmp_path / "again.csv"
+    write_price_csv(to_price_table(table.assign(spot_interruption=["5-10%"])), written)
+    assert read_price_csv(written).loc[0, "spot_interruption"] == "5-10%"

@@ -68,6 +68,10 @@ BAD_PRICES = {
     "prices-fractional-gpus.csv": ("whole number of GPUs", "row 3 aws/us-east-1/use1-az1/"),
     "prices-above-ceiling.csv": ("<= 60 USD", "row 2 aws/us-east-1/use1-az1/p3.8xlarge: 306"),
     "prices-empty-gpu.csv": ("gpu not empty", "row 1 aws/us-east-1/use1-az1/p3.2xlarge"),
+    "prices-bad-interruption.csv": (
+        "spot advisor bucket or empty",
+        "row 2 aws/us-east-1/use1-az1/p3.8xlarge: '12%'",
+    ),
 }
 # file -> what the read error names (row, field)
 UNREADABLE_PRICES = {
@@ -148,6 +152,21 @@ def test_freshness_limit_is_a_parameter() -> None:
     assert validate_prices(prices, now=later, max_age_days=30).ok
 
 
+def test_the_bundled_snapshot_states_its_age_instead_of_failing_freshness() -> None:
+    stale = read_price_csv(GOOD_PRICES)
+    later = datetime(2027, 6, 1, tzinfo=UTC)
+    live = validate_prices(stale, now=later, max_age_days=None)
+    assert [f.expectation for f in live.failures] == ["expect_column_values_to_be_between"]
+    snapshot = stale.assign(source="snapshot")
+    report = validate_prices(snapshot, now=later, max_age_days=None)
+    assert report.ok, report.render()
+    [age] = [w for w in report.warnings if w.expectation == "snapshot_age"]
+    assert "fetched 2025-06-01 .. 2025-06-01, up to 730 days old" in age.render()
+    # a limit given applies to the snapshot too; the default of validate_prices stays 7 days
+    assert not validate_prices(snapshot, now=later, max_age_days=7).ok
+    assert not validate_prices(snapshot, now=later).ok
+
+
 def test_missing_column_in_a_dataframe_is_reported_once() -> None:
     prices = read_price_csv(GOOD_PRICES).drop(columns=["spot_price_per_hour", "gpu"])
     report = validate_prices(prices, now=NOW)
@@ -176,7 +195,20 @@ def test_report_is_short_for_many_bad_rows() -> None:
 BAD_INVENTORY = {
     "inventory-negative-quota.yaml": ("quota max_gpus >= 0", "quotas[1]: -4"),
     "inventory-negative-throughput.yaml": ("tokens_per_s > 0", "gpus.T4.models.m: -150"),
-    "inventory-duplicate-quota.yaml": ("one quota per (cloud, region, gpu)", "quotas[1]"),
+    "inventory-duplicate-quota.yaml": ("one quota per (cloud, region, gpu, market)", "quotas[1]"),
+    "inventory-duplicate-market-quota.yaml": (
+        "one quota per (cloud, region, gpu, market)",
+        "quotas[2]: 'aws', 'us-east-1', 'V100', 'spot'",
+    ),
+    "inventory-bad-market.yaml": ("quota market is on-demand or spot", "quotas[1]: 'preemptible'"),
+    "inventory-survive-fraction.yaml": ("serving.survive_fraction in (0, 1]", "serving: 1.5"),
+    "inventory-survive-domain.yaml": (
+        "survive_spot_loss is none, region or cloud",
+        "serving: 'zone'",
+    ),
+    "inventory-bad-interruption.yaml": ("AWS spot advisor bucket", "serving: '12%'"),
+    "inventory-zero-useful.yaml": ("useful_tokens_per_s > 0", "models.m: 0"),
+    "inventory-unknown-serving.yaml": ("readable", "serving.survive: unknown field"),
     "inventory-unknown-gpu.yaml": ("known GPU name", "gpus.T-4"),
     "inventory-tp-efficiency.yaml": ("TP efficiency in (0, 1]", "tp_efficiency.2: 1.4"),
     "inventory-zero-layers.yaml": ("num_layers between 1 and 1000", "models.m: 0"),
