@@ -83,7 +83,7 @@ class LazyPlacementMilp:
     # -- the PlacementMilp interface ----------------------------------------------------------
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
-        return mix_totals(self.configs, counts)
+        return mix_totals(self.scenario, self.configs, counts)
 
     def solve(
         self,

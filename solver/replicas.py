@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from solver.scenario import Pool, Scenario
 
@@ -43,10 +43,17 @@ class ReplicaConfig:
     tokens_per_s: float
     cost_per_hour: float
     gpus_by_pool: tuple[tuple[int, int], ...]  # (pool index, GPUs), sorted
+    model: int = 0  # index of the model in the scenario's models
 
     @property
     def gpus(self) -> int:
         return sum(count for _, count in self.gpus_by_pool)
+
+    def spot_domain(self, kind: str) -> tuple[str, ...] | None:
+        """The failure domain (`region` or `cloud`) whose spot loss takes this replica down."""
+        if kind == "none" or not any(t.pool.spot for t, _ in self.stages):
+            return None
+        return (self.cloud, self.region) if kind == "region" else (self.cloud,)
 
 
 def stage_types(scenario: Scenario) -> list[StageType]:
@@ -169,7 +176,12 @@ class ConfigLimitExceeded(RuntimeError):
 
 
 def lower_bound_ratio(scenario: Scenario) -> float | None:
-    """Least cost_per_hour / tokens_per_s of any stage type: no replica, no plan does better."""
+    """Least cost_per_hour / tokens_per_s of any stage type of any model: no plan does better."""
+    if len(scenario.models) > 1:
+        ratios = [lower_bound_ratio(scenario.for_model(i)) for i in range(len(scenario.models))]
+        known = [r for r in ratios if r is not None]
+        return min(known) if known else None
+    scenario = scenario.for_model(0)
     layers_total = scenario.model.num_layers
     ratios = [
         t.tp * t.pool.price_per_gpu_hour / (t.rate_numerator / layers_total)
@@ -181,7 +193,12 @@ def lower_bound_ratio(scenario: Scenario) -> float | None:
 def search_size(scenario: Scenario, homogeneous: bool | None = None) -> int:
     """Multisets a full listing visits: at most max_stages stage types per location, where
     types that hold the whole model alone only join pipelines with at least one that does not.
+    Summed over the models of a fleet.
     """
+    if len(scenario.models) > 1 or scenario.for_model(0) is not scenario:
+        return sum(
+            search_size(scenario.for_model(i), homogeneous) for i in range(len(scenario.models))
+        )
     max_stages = min(scenario.solver.max_stages, scenario.model.num_layers)
 
     def multisets(kinds: int) -> int:
@@ -208,6 +225,23 @@ def location_groups(scenario: Scenario, homogeneous: bool | None = None):
                 yield cloud, region, [t for t in types if t.pool_index == pool_index]
         else:
             yield cloud, region, types
+
+
+def fleet_configs(
+    scenario: Scenario,
+    *,
+    homogeneous: bool | None = None,
+    bounds: list[PricingBound] | None = None,
+    budget: SearchBudget | None = None,
+) -> list[ReplicaConfig]:
+    """Every non-dominated configuration of every model (tagged with the model's index)."""
+    configs: list[ReplicaConfig] = []
+    for index in range(len(scenario.models)):
+        view = scenario.for_model(index)
+        bound = None if bounds is None else bounds[index]
+        found = enumerate_configs(view, homogeneous=homogeneous, bound=bound, budget=budget)
+        configs.extend(found if index == 0 else [replace(c, model=index) for c in found])
+    return configs
 
 
 def enumerate_configs(

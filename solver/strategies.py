@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from solver.explain import explain_infeasible, explain_no_replica
 from solver.lazy import LazyPlacementMilp
 from solver.milp import KTOKENS, MilpResult, PlacementMilp
 from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
 from solver.replicas import (
     ReplicaConfig,
     enumerate_configs,
+    fleet_configs,
     lower_bound_ratio,
     search_size,
 )
@@ -45,15 +47,17 @@ def solve(
     started = time.perf_counter()
     milp = placement_model(scenario, columns_on_demand)
     if isinstance(milp, PlacementMilp) and not milp.configs:
-        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0)
+        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0, scenario)
     configs = milp.configs
     run: Callable[[PlacementMilp], tuple[MilpResult, int, dict]] = _RUNNERS[strategy]
     result, iterations, extra = run(milp)
     if result.status == "unknown":
-        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations)
+        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations, scenario)
     if result.status == "infeasible":
-        return _no_plan(strategy, started, "infeasible", explain_infeasible(milp), iterations)
+        message = explain_infeasible(milp)
+        return _no_plan(strategy, started, "infeasible", message, iterations, scenario)
     extra = {
+        "model_building": "listed" if isinstance(milp, PlacementMilp) else "on-demand",
         "configurations": len(configs),
         "build_seconds": milp.build_seconds,
         "milp_solves": milp.solves,
@@ -67,13 +71,20 @@ def solve(
         solve_seconds=time.perf_counter() - started,
         iterations=iterations,
         extra=extra,
+        scenario=scenario,
     )
 
 
 def placement_model(
     scenario: Scenario, columns_on_demand: bool | None = None
 ) -> PlacementMilp | LazyPlacementMilp:
-    """Every configuration when the space is small enough to list, else columns on demand."""
+    """Every configuration when the space is small enough to list, else columns on demand.
+
+    Columns on demand cover one model without quotas, useful caps or resilience rows; any
+    other scenario is listed in full (`columns_on_demand=True` is then not honoured).
+    """
+    if not lazy_supported(scenario):
+        return PlacementMilp(scenario, fleet_configs(scenario))
     if columns_on_demand is None:
         columns_on_demand = search_size(scenario) > FULL_LISTING_MULTISETS
     if columns_on_demand:
@@ -82,9 +93,24 @@ def placement_model(
     return PlacementMilp(scenario, enumerate_configs(scenario))
 
 
+def lazy_supported(scenario: Scenario) -> bool:
+    """Whether column generation (solver.lazy) handles this scenario's rows."""
+    return (
+        len(scenario.models) == 1
+        and not scenario.quotas
+        and scenario.model.useful_tokens_per_s is None
+        and (scenario.solver.survive_spot_loss == "none" or not any(p.spot for p in scenario.pools))
+        and scenario.for_model(0) is scenario
+    )
+
+
 def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:
     options = scenario.solver
-    if strategy == "min-cost" and options.demand_tokens_per_s <= 0:
+    if strategy == "min-cost" and scenario.demand_tokens_per_s <= 0:
+        if len(scenario.models) > 1:
+            raise StrategyError(
+                "min-cost needs a demand: some model's demand_tokens_per_s must be > 0"
+            )
         raise StrategyError("solver.demand_tokens_per_s must be > 0 for strategy min-cost")
     if strategy == "max-throughput" and options.budget_per_hour is None:
         raise StrategyError("solver.budget_per_hour is required for strategy max-throughput")
@@ -95,17 +121,26 @@ def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int
     for index, count in counts.items():
         config = configs[index]
         stages = tuple(Stage(t.pool.id, t.pool.gpu, t.tp, layers) for t, layers in config.stages)
-        replicas.extend([(config.cloud, config.region, stages)] * count)
+        model = scenario.models[config.model].name
+        replicas.extend([(config.cloud, config.region, stages, model)] * count)
     return group_replicas(scenario, replicas)
 
 
-def _no_plan(strategy: str, started: float, status: str, message: str, iterations: int) -> Plan:
+def _no_plan(
+    strategy: str,
+    started: float,
+    status: str,
+    message: str,
+    iterations: int,
+    scenario: Scenario | None = None,
+) -> Plan:
     return Plan(
         strategy=strategy,
         status=status,
         solve_seconds=time.perf_counter() - started,
         iterations=iterations,
         message=message,
+        scenario=scenario,
     )
 
 
@@ -221,14 +256,30 @@ def _max_throughput(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
 
 
 def _weighted(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
-    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools."""
+    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools.
+
+    On a fleet T is the raw throughput of every model and T_norm = sum_m sum_p available_p *
+    tokens_per_s_{p,m} (fleet-model.md).
+    """
     scenario = milp.scenario
     w = scenario.solver.cost_throughput_weight
-    t_norm = sum(p.available * p.tokens_per_s for p in scenario.pools) / KTOKENS
+    t_norm = (
+        sum(
+            p.available * rate
+            for model in scenario.models
+            for p in scenario.pools
+            if (rate := p.rate(model.name)) is not None
+        )
+        / KTOKENS
+    )
     c_norm = sum(p.available * p.price_per_gpu_hour for p in scenario.pools)
     if t_norm <= 0 or c_norm <= 0:
         return milp.solve(cost_weight=1.0), 1, {}
-    result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    if all(model.useful_tokens_per_s is None for model in scenario.models):  # V is T
+        result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    else:
+        weights = {index: (1 - w) / t_norm for index in range(len(scenario.models))}
+        result = milp.solve(cost_weight=w / c_norm, model_weights=weights)
     return result, 1, {"t_norm_tokens_per_s": t_norm * KTOKENS, "c_norm_per_hour": c_norm}
 
 
@@ -259,7 +310,8 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     if not cheapest.counts:
         return cheapest, 1, {}
     cheapest_tokens, cheapest_cost, _ = milp.totals(cheapest.counts)
-    t_min = options.demand_tokens_per_s if options.demand_tokens_per_s > 0 else cheapest_tokens
+    demand = milp.scenario.demand_tokens_per_s
+    t_min = demand if demand > 0 else cheapest_tokens
     budget = target_per_token * t_min * SECONDS_PER_HOUR
     if budget < cheapest_cost:
         budget = cheapest_cost
@@ -294,44 +346,3 @@ _RUNNERS = {
     "weighted": _weighted,
     "iterative": _iterative,
 }
-
-
-# --- explaining infeasibility --------------------------------------------------------------
-
-
-def explain_no_replica(scenario: Scenario) -> str:
-    model = scenario.model
-    options = scenario.solver
-    return (
-        f"no feasible replica: {model.num_layers} layers x {model.layer_memory_gb:g} GB do not fit "
-        f"in {options.max_stages} stage(s) of any single region's available GPUs "
-        f"(memory_utilization {options.memory_utilization:g}, "
-        f"tp_degrees {list(options.tp_degrees)})"
-    )
-
-
-def explain_infeasible(milp: PlacementMilp) -> str:
-    """Which constraint bites: demand above all GPUs can deliver, or budget below the need."""
-    options = milp.scenario.solver
-    demand = options.demand_tokens_per_s
-    fastest = milp.solve(throughput_weight=1.0, scenario_limits=False)
-    if fastest.status == "infeasible":
-        return "no feasible plan: no replica fits the available GPUs"
-    max_tokens, _, _ = milp.totals(fastest.counts)
-    if max_tokens < demand:
-        return (
-            f"demand {demand:g} tokens/s is above what all available GPUs can deliver "
-            f"({max_tokens:g} tokens/s at most)"
-        )
-    budget = options.budget_per_hour
-    if budget is not None:
-        cheapest = milp.solve(cost_weight=1.0, scenario_limits=False)
-        _, min_cost, _ = milp.totals(cheapest.counts)
-        if min_cost > budget:
-            return f"budget {budget:g} $/h is below the cheapest replica ({min_cost:g} $/h)"
-        if demand > 0:
-            return (
-                f"budget {budget:g} $/h is below the least cost of meeting the demand "
-                f"{demand:g} tokens/s"
-            )
-    return "no feasible plan under the strategy's own limits"
