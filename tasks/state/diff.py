@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,4 +129,127 @@ def fleet_decide(
         previous_violations,
         _keyed(current),
         threshold,
+    )
+
+
+# -- last night's fleet against tonight's scenario --------------------------------------------
+
+
+def on_fleet_pools(plan: PlanJson, pool_ids: set[str]) -> dict[str, Any]:
+    """The plan with pre-fleet pool ids (`cloud/region/GPU`, market in the stage) renamed to
+    tonight's fleet pool ids (`cloud/region/GPU/market`) where such a pool exists."""
+    replicas = []
+    for replica in plan.get("replicas") or []:
+        stages = []
+        for stage in replica.get("stages") or []:
+            fleet_id = f"{stage['pool']}/{stage.get('market')}"
+            if stage["pool"] not in pool_ids and stage.get("market") and fleet_id in pool_ids:
+                stage = {**stage, "pool": fleet_id}
+            stages.append(stage)
+        replicas.append({**replica, "stages": stages})
+    return {**dict(plan), "replicas": replicas}
+
+
+def _fleet_plan(plan: PlanJson, scenario: Any, reprice: bool) -> Any:
+    """A `solver.plan.Plan` of the JSON, each replica's model kept, figures at tonight's
+    prices when `reprice` (a replica on a pool gone or unusable keeps its stored figures)."""
+    from solver.plan import Plan, ReplicaGroup, replica_figures
+
+    groups = []
+    for replica in plan.get("replicas") or []:
+        stages = stages_of(replica)
+        model = str(replica.get("model") or scenario.model.name)
+        tokens_per_s = float(replica.get("tokens_per_s") or 0.0)
+        cost_per_hour = float(replica.get("cost_per_hour") or 0.0)
+        if reprice:  # a pool gone or unusable: `recheck_fleet` says why
+            with suppress(KeyError, ValueError, ZeroDivisionError):
+                tokens_per_s, cost_per_hour = replica_figures(scenario, stages, model)
+        groups.append(
+            ReplicaGroup(
+                count=int(replica.get("count", 1)),
+                cloud=str(replica["cloud"]),
+                region=str(replica["region"]),
+                stages=stages,
+                tokens_per_s=tokens_per_s,
+                cost_per_hour=cost_per_hour,
+                model=model,
+            )
+        )
+    return Plan(
+        strategy=str(plan.get("strategy", "exact")),
+        status=str(plan.get("status", "optimal")),
+        replicas=tuple(groups),
+        scenario=scenario,
+    )
+
+
+def _pools_of(plan: PlanJson) -> set[str]:
+    return {
+        str(stage["pool"])
+        for replica in plan.get("replicas") or []
+        for stage in replica.get("stages") or []
+    }
+
+
+def reprice_fleet(plan: PlanJson, scenario: Any) -> dict[str, Any]:
+    """The fleet plan JSON with every figure at tonight's prices and rates, per model.
+
+    Adds `repriced: true` when every replica could be recomputed, else `false` (a pool left).
+    """
+    known = {pool.id for pool in scenario.pools}
+    as_json = _fleet_plan(plan, scenario, reprice=True).to_json()
+    keys = ("tokens_per_s", "useful_tokens_per_s", "cost_per_hour", "cost_per_token", "gpus")
+    figures = {key: as_json[key] for key in keys if key in as_json}
+    figures.update(replicas=as_json["replicas"], models=as_json.get("models"))
+    return {**dict(plan), **figures, "repriced": _pools_of(plan) <= known}
+
+
+def recheck_fleet(plan: PlanJson, scenario: Any) -> list[str]:
+    """Why last night's fleet no longer fits tonight's scenario (empty when it still does):
+    pools gone, quotas below use, a model's demand or resilience no longer met."""
+    from solver.plan import Plan, plan_violations
+
+    known = {pool.id for pool in scenario.pools}
+    gone = sorted(_pools_of(plan) - known)
+    reasons = [f"pool {pool} is no longer offered" for pool in gone]
+    rebuilt = _fleet_plan(plan, scenario, reprice=True)
+    if gone:
+        kept = tuple(g for g in rebuilt.replicas if not {s.pool for s in g.stages} & set(gone))
+        if not kept:
+            return reasons
+        rebuilt = Plan(rebuilt.strategy, rebuilt.status, kept, scenario=scenario)
+    violations = plan_violations(scenario, rebuilt)
+    if gone:
+        # the rest is checked without the lost replicas; a throughput shortfall only restates
+        # that a pool left
+        violations = [v for v in violations if "throughput " not in v]
+    return reasons + violations
+
+
+@dataclass(frozen=True)
+class FleetComparison:
+    """Last night's fleet against tonight's: the diff, the decision, the re-priced plan."""
+
+    diff: PlanDiff
+    decision: Decision
+    previous_repriced: dict[str, Any] | None
+    previous: dict[str, Any] | None  # the published plan on tonight's pool ids
+
+
+def compare_fleet_to_published(
+    previous: PlanJson | None, current: PlanJson, scenario: Any, threshold: float
+) -> FleetComparison:
+    """recheck → reprice → diff → decide for fleet plans, keyed on model and market."""
+    if previous is None:
+        return FleetComparison(
+            fleet_diff_plans(None, current), fleet_decide(None, (), current, threshold), None, None
+        )
+    renamed = on_fleet_pools(previous, {pool.id for pool in scenario.pools})
+    violations = tuple(recheck_fleet(renamed, scenario))
+    repriced = reprice_fleet(renamed, scenario)
+    return FleetComparison(
+        fleet_diff_plans(renamed, current),
+        fleet_decide(repriced, violations, current, threshold),
+        repriced,
+        renamed,
     )
