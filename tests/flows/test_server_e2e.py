@@ -253,7 +253,7 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
     tmp_path: Path,
     fresh_databases: dict[str, str],
 ) -> None:
-    from tasks.state import StateStore
+    from tasks.state import FLEET_MODEL, StateStore
 
     server = prefect_server
     prices = tmp_path / "prices.csv"
@@ -304,10 +304,10 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
     server.wait_finished(manual)
     store = StateStore.from_url(server.env["REPLAN_STATE_URL"])
     try:
-        first = store.last_published("tiny", "slack")
+        first = store.last_published(FLEET_MODEL, "slack")
         assert first is not None, "the manual run published nothing"
         assert {s["pool"] for r in first.plan["replicas"] for s in r["stages"]} == {
-            "aws/us-west-2/T4"
+            "aws/us-west-2/T4/spot"
         }
         assert len(slack.requests_to(WEBHOOK_PATH, method="POST")) == 1
 
@@ -341,10 +341,10 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
         assert pools["replan.pool.aws/us-west-2/T4"]["new_price_per_gpu_hour"] == 0.30
         assert pools["replan.pool.aws/us-east-1/V100"]["models"] == {"tiny": "would-beat"}
 
-        second = store.last_published("tiny", "slack")
+        second = store.last_published(FLEET_MODEL, "slack")
         assert second is not None and second.publication_id != first.publication_id
         assert {s["pool"] for r in second.plan["replicas"] for s in r["stages"]} == {
-            "aws/us-east-1/V100"
+            "aws/us-east-1/V100/spot"
         }
         assert len(slack.requests_to(WEBHOOK_PATH, method="POST")) == 2, "one post per change"
 
