@@ -5,17 +5,12 @@ caps, and `survive_spot_loss` (region or cloud, fractions below and at 1.0). Bot
 building the model (every configuration listed, or columns generated on demand) must reach
 the reference optimum; every returned plan must pass `recheck_fleet_plan` from its stages,
 and its printed figures (totals, `models`, `capacity`, `resilience`) must match its stages.
-
-Guard: until `solver.scenario_from_dict` reads a `models:` document (issue 8) the module is
-skipped at collection; the resilience tests also skip until `survive_spot_loss` is read
-(issue 10). Both guards lift themselves once the solver lands.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,45 +31,6 @@ PROPERTY_SETTINGS = settings(
     max_examples=int(os.environ.get("REPLAN_FLEET_PROPERTY_EXAMPLES", "25")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-)
-
-_PROBE: dict[str, Any] = {
-    "models": [
-        {"name": "a", "num_layers": 1, "layer_memory_gb": 1, "demand_tokens_per_s": 10},
-        {"name": "b", "num_layers": 1, "layer_memory_gb": 1, "useful_tokens_per_s": 50},
-    ],
-    "pools": [
-        {"id": "c/r/g/spot", "gpu": "g", "cloud": "c", "region": "r", "available": 2,
-         "max_tp": 1, "price_per_gpu_hour": 1.0, "memory_gb": 10, "market": "spot",
-         "tokens_per_s": {"a": 100, "b": 100}},
-    ],
-    "quotas": [{"cloud": "c", "market": "spot", "max_gpus": 2}],
-    "solver": {"tp_degrees": [1]},
-}  # fmt: skip
-
-
-def _reads(document: dict) -> bool:
-    """Whether the solver's scenario reader accepts `document` as a fleet of its models."""
-    try:
-        scenario = scenario_from_dict(document)
-    except Exception:  # any refusal means: not implemented yet
-        return False
-    return len(getattr(scenario, "models", ())) == len(document["models"])
-
-
-SOLVER_READS_FLEETS = _reads(_PROBE)
-SOLVER_READS_RESILIENCE = SOLVER_READS_FLEETS and _reads(
-    {**_PROBE, "solver": {"tp_degrees": [1], "survive_spot_loss": "region",
-                          "survive_fraction": 0.5}}
-)  # fmt: skip
-
-pytestmark = pytest.mark.skipif(
-    not SOLVER_READS_FLEETS,
-    reason="solver.scenario_from_dict does not read a `models:` fleet document yet (issue 8)",
-)
-needs_resilience = pytest.mark.skipif(
-    not SOLVER_READS_RESILIENCE,
-    reason="solver.scenario_from_dict does not read solver.survive_spot_loss yet (issue 10)",
 )
 
 MODES = pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
@@ -177,7 +133,6 @@ def test_fleet_strategy_matches_reference(strategy: str, columns_on_demand: bool
     check()
 
 
-@needs_resilience
 @MODES
 @EXACT_FAMILY
 def test_resilient_fleet_strategy_matches_reference(strategy: str, columns_on_demand: bool) -> None:
@@ -197,7 +152,6 @@ def test_fleet_iterative_is_feasible_and_never_beats_exact(document: dict) -> No
     _check_iterative(document)
 
 
-@needs_resilience
 @PROPERTY_SETTINGS
 @given(fleet_strategy_scenarios("iterative", resilience=True))
 def test_resilient_fleet_iterative_never_beats_exact(document: dict) -> None:
