@@ -5,26 +5,20 @@ caps, and `survive_spot_loss` (region or cloud, fractions below and at 1.0). Bot
 building the model (every configuration listed, or columns generated on demand) must reach
 the reference optimum; every returned plan must pass `recheck_fleet_plan` from its stages,
 and its printed figures (totals, `models`, `capacity`, `resilience`) must match its stages.
-
-Guard: until `solver.scenario_from_dict` reads a `models:` document (issue 8) the module is
-skipped at collection; the resilience tests also skip until `survive_spot_loss` is read
-(issue 10). Both guards lift themselves once the solver lands.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from solver import ScenarioError, scenario_from_dict, solve
+from solver import scenario_from_dict, solve
 from tests.solver.fleet_reference import (
     fleet_objective,
     fleet_reference_optimum,
-    model_replica_counts,
     plan_capacity,
     plan_model_figures,
     recheck_fleet_plan,
@@ -39,63 +33,10 @@ PROPERTY_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-_PROBE: dict[str, Any] = {
-    "models": [
-        {"name": "a", "num_layers": 1, "layer_memory_gb": 1, "demand_tokens_per_s": 10},
-        {"name": "b", "num_layers": 1, "layer_memory_gb": 1, "useful_tokens_per_s": 50},
-    ],
-    "pools": [
-        {"id": "c/r/g/spot", "gpu": "g", "cloud": "c", "region": "r", "available": 2,
-         "max_tp": 1, "price_per_gpu_hour": 1.0, "memory_gb": 10, "market": "spot",
-         "tokens_per_s": {"a": 100, "b": 100}},
-    ],
-    "quotas": [{"cloud": "c", "market": "spot", "max_gpus": 2}],
-    "solver": {"tp_degrees": [1]},
-}  # fmt: skip
-
-
-def _reads(document: dict) -> bool:
-    """Whether the solver's scenario reader accepts `document` as a fleet of its models."""
-    try:
-        scenario = scenario_from_dict(document)
-    except Exception:  # any refusal means: not implemented yet
-        return False
-    return len(getattr(scenario, "models", ())) == len(document["models"])
-
-
-SOLVER_READS_FLEETS = _reads(_PROBE)
-SOLVER_READS_RESILIENCE = SOLVER_READS_FLEETS and _reads(
-    {**_PROBE, "solver": {"tp_degrees": [1], "survive_spot_loss": "region",
-                          "survive_fraction": 0.5}}
-)  # fmt: skip
-
-pytestmark = pytest.mark.skipif(
-    not SOLVER_READS_FLEETS,
-    reason="solver.scenario_from_dict does not read a `models:` fleet document yet (issue 8)",
-)
-needs_resilience = pytest.mark.skipif(
-    not SOLVER_READS_RESILIENCE,
-    reason="solver.scenario_from_dict does not read solver.survive_spot_loss yet (issue 10)",
-)
-
 MODES = pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
 EXACT_FAMILY = pytest.mark.parametrize(
     "strategy", ["exact", "min-cost", "max-throughput", "weighted"]
 )
-
-
-def _scenario_or_none(document: dict) -> Any:
-    """The solver's scenario; None when it rejects a fleet that has a model nothing can serve.
-
-    The contract makes "a model no pool can serve" bad input (exit 2); the reference only
-    sees that such a model has no feasible replica, so only then may the solver refuse.
-    """
-    try:
-        return scenario_from_dict(document)
-    except ScenarioError:
-        if min(model_replica_counts(document).values()) == 0:
-            return None
-        raise
 
 
 def _check_figures(document: dict, plan: dict) -> tuple[float, float, float]:
@@ -158,9 +99,7 @@ def _check_resilience_block(document: dict, plan: dict) -> None:
 
 def _check_against_reference(document: dict, strategy: str, columns_on_demand: bool) -> None:
     reference = fleet_reference_optimum(document, strategy)
-    scenario = _scenario_or_none(document)
-    if scenario is None:
-        return
+    scenario = scenario_from_dict(document)  # every model has a pool: never bad input
     plan = solve(scenario, strategy, columns_on_demand=columns_on_demand).to_json()
     if reference is None:
         assert plan["status"] == "infeasible", plan
@@ -194,7 +133,6 @@ def test_fleet_strategy_matches_reference(strategy: str, columns_on_demand: bool
     check()
 
 
-@needs_resilience
 @MODES
 @EXACT_FAMILY
 def test_resilient_fleet_strategy_matches_reference(strategy: str, columns_on_demand: bool) -> None:
@@ -214,7 +152,6 @@ def test_fleet_iterative_is_feasible_and_never_beats_exact(document: dict) -> No
     _check_iterative(document)
 
 
-@needs_resilience
 @PROPERTY_SETTINGS
 @given(fleet_strategy_scenarios("iterative", resilience=True))
 def test_resilient_fleet_iterative_never_beats_exact(document: dict) -> None:
@@ -222,9 +159,7 @@ def test_resilient_fleet_iterative_never_beats_exact(document: dict) -> None:
 
 
 def _check_iterative(document: dict) -> None:
-    scenario = _scenario_or_none(document)
-    if scenario is None:
-        return
+    scenario = scenario_from_dict(document)  # every model has a pool: never bad input
     exact = solve(scenario, "exact").to_json()
     iterative = solve(scenario, "iterative").to_json()
     if exact["status"] == "infeasible":
