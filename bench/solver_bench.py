@@ -175,10 +175,10 @@ class Captured:
 def capture_models() -> Iterator[Captured]:
     """Record the model `solve` builds, time its MILP solves and column searches, by wrapping
     `solver.strategies.placement_model`, `PlacementMilp.solve` and the on-demand model's
-    `enumerate_configs` for the duration."""
+    `fleet_configs` for the duration."""
     original_model = strategies.placement_model
     original_solve = PlacementMilp.solve
-    original_enumerate = lazy.enumerate_configs
+    original_enumerate = lazy.fleet_configs
     captured = Captured()
 
     def model_wrapper(scenario: Scenario, columns_on_demand: bool | None = None) -> Any:
@@ -210,13 +210,13 @@ def capture_models() -> Iterator[Captured]:
 
     strategies.placement_model = model_wrapper
     PlacementMilp.solve = solve_wrapper  # type: ignore[method-assign]
-    lazy.enumerate_configs = enumerate_wrapper
+    lazy.fleet_configs = enumerate_wrapper
     try:
         yield captured
     finally:
         strategies.placement_model = original_model
         PlacementMilp.solve = original_solve  # type: ignore[method-assign]
-        lazy.enumerate_configs = original_enumerate
+        lazy.fleet_configs = original_enumerate
 
 
 @dataclasses.dataclass

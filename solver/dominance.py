@@ -4,7 +4,9 @@ Configuration c is dominated when a multiset D of other configurations uses at m
 of every pool and reaches at least its throughput. Replacing c by D in any plan keeps every
 limit (availability, demand, budget, cost and ratio caps) and is no worse for any strategy:
 cost and GPUs do not grow, throughput does not shrink. So the optimum, ties included, stays
-reachable without c. Two cases are checked, both cheap:
+reachable without c. In a fleet D holds replicas of c's model on a subset of c's pools, so
+quotas hold and D is exposed to no spot failure domain c is not (resilience rows hold).
+Two cases are checked, both cheap:
 - D within one pool: H_p(g), the most throughput single-pool replicas reach with g GPUs of
   pool p (an unbounded knapsack over those replicas), against every configuration;
 - for a replica that spans pools, D is one such best mix per pool it uses.
@@ -19,22 +21,24 @@ from solver.replicas import ReplicaConfig
 
 def undominated(configs: list[ReplicaConfig]) -> list[int]:
     """Indices of the configurations no mix of single-pool replicas beats (in input order)."""
-    single: dict[int, list[int]] = defaultdict(list)  # pool -> single-pool configuration indices
+    # keys are (model, pool): a replica only stands in for one of the same model
+    single: dict[tuple[int, int], list[int]] = defaultdict(list)
     for index, config in enumerate(configs):
         if len(config.gpus_by_pool) == 1:
-            single[config.gpus_by_pool[0][0]].append(index)
-    largest = defaultdict(int)
+            single[(config.model, config.gpus_by_pool[0][0])].append(index)
+    largest: dict[tuple[int, int], int] = defaultdict(int)
     for config in configs:
         for pool, gpus in config.gpus_by_pool:
-            largest[pool] = max(largest[pool], gpus)
-    best = {pool: _best_throughput(configs, single[pool], largest[pool]) for pool in largest}
+            largest[(config.model, pool)] = max(largest[(config.model, pool)], gpus)
+    best = {key: _best_throughput(configs, single[key], largest[key]) for key in largest}
     kept = []
     for index, config in enumerate(configs):
         if len(config.gpus_by_pool) == 1:
             pool, gpus = config.gpus_by_pool[0]
-            rival = _best_without(configs, single[pool], best[pool], index, gpus)
+            key = (config.model, pool)
+            rival = _best_without(configs, single[key], best[key], index, gpus)
         else:
-            rival = sum(best[pool][gpus] for pool, gpus in config.gpus_by_pool)
+            rival = sum(best[(config.model, pool)][gpus] for pool, gpus in config.gpus_by_pool)
         if rival < config.tokens_per_s:
             kept.append(index)
     return kept

@@ -12,50 +12,23 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import highspy
-import numpy as np
 from pyomo.common.tee import capture_output
 
-from solver.milp import KTOKENS, SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals
+from solver import deadline
+from solver.deadline import DeadlineExceeded
+from solver.lazy_lp import Limits, LpSolution, pricing_bounds, solve_lp
+from solver.milp import SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals, requirements_of
 from solver.replicas import (
     ConfigLimitExceeded,
-    PricingBound,
     ReplicaConfig,
     SearchBudget,
-    enumerate_configs,
-    stage_types,
+    fleet_configs,
 )
 from solver.scenario import Scenario
 
-SLACK_COST = 1e6  # per unit of unmet demand / missing replica in the LP, so it is always feasible
 MAX_GAP_ROUNDS = 12
-
-
-@dataclass(frozen=True)
-class _Limits:
-    """Objective weights and the extra rows of one solve."""
-
-    cost_weight: float
-    throughput_weight: float
-    gpu_weight: float
-    demand_k: float | None
-    budget_per_hour: float | None
-    max_ratio: float | None
-    max_cost_per_hour: float | None
-
-
-@dataclass(frozen=True)
-class _LpSolution:
-    objective: float
-    slack: float
-    pool_duals: dict[int, float]
-    demand_dual: float
-    budget_dual: float
-    ratio_dual: float
-    cost_dual: float
-    one_dual: float
 
 
 class LazyPlacementMilp:
@@ -83,7 +56,7 @@ class LazyPlacementMilp:
     # -- the PlacementMilp interface ----------------------------------------------------------
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
-        return mix_totals(self.configs, counts)
+        return mix_totals(self.scenario, self.configs, counts)
 
     def solve(
         self,
@@ -100,6 +73,8 @@ class LazyPlacementMilp:
         prove: bool = True,
         rel_gap: float | None = None,
         start: dict[int, int] | None = None,
+        model_weights: dict[int, float] | None = None,
+        demand_models: frozenset[int] | None = None,
     ) -> MilpResult:
         """The exact optimum over all configurations (status `feasible` if a budget ran out).
 
@@ -110,12 +85,12 @@ class LazyPlacementMilp:
         options = self.scenario.solver
         scenario_budget = options.budget_per_hour if scenario_limits else None
         budgets = [b for b in (budget_per_hour, scenario_budget) if b is not None]
-        demand_k = options.demand_tokens_per_s / KTOKENS if scenario_limits else 0.0
-        limits = _Limits(
+        limits = Limits(
             cost_weight,
             throughput_weight,
             gpu_weight,
-            demand_k if demand_k > 0 else None,
+            dict(model_weights or {}),
+            requirements_of(self.scenario, scenario_limits, demand_models),
             min(budgets) if budgets else None,
             max_ratio,
             max_cost_per_hour,
@@ -132,15 +107,17 @@ class LazyPlacementMilp:
             time_limit_s=time_limit_s,
             rel_gap=rel_gap,
             start=start,
+            model_weights=model_weights,
+            demand_models=demand_models,
         )
         self.solves += 1
         try:
             lp = self._column_generation(limits)
-        except ConfigLimitExceeded:
+        except (ConfigLimitExceeded, DeadlineExceeded):
             return self._milp_solve(kwargs, started, proven=False)
         if lp.slack > 1e-7:
             return MilpResult("infeasible", {}, None, None, time.perf_counter() - started)
-        result = self._milp_solve(kwargs, started, proven=prove)
+        result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
         if not prove:
             return result
         incumbent_cost = self.totals(result.counts)[1] if result.counts else 0.0
@@ -151,8 +128,8 @@ class LazyPlacementMilp:
         for _ in range(MAX_GAP_ROUNDS):
             try:
                 budget = self._price(limits, lp, threshold + tolerance)
-            except ConfigLimitExceeded:
-                unproven = self._milp_solve(kwargs, started, proven=False)
+            except (ConfigLimitExceeded, DeadlineExceeded):
+                unproven = self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
                 if not unproven.counts:  # no plan found, none ruled out
                     return MilpResult("unknown", {}, None, None, unproven.seconds)
                 return unproven
@@ -172,14 +149,20 @@ class LazyPlacementMilp:
                 # LP-feasible but no integer plan among the columns: only the whole space
                 # can prove there is none (within the node budget, else "unknown")
                 threshold = math.inf
-        return self._milp_solve(kwargs, started, proven=False)
+        return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
 
     # -- internals ----------------------------------------------------------------------------
 
     def _add(self, configs: list[ReplicaConfig]) -> int:
         added = 0
         for config in configs:
-            key = (config.cloud, config.region, config.gpus_by_pool, config.tokens_per_s)
+            key = (
+                config.model,
+                config.cloud,
+                config.region,
+                config.gpus_by_pool,
+                config.tokens_per_s,
+            )
             if key not in self._keys:
                 self._keys.add(key)
                 self.configs.append(config)
@@ -200,133 +183,35 @@ class LazyPlacementMilp:
         self._milp.scenario = self.scenario  # demand and budget are read at each solve
         return self._milp
 
-    def _milp_solve(self, kwargs: dict, started: float, proven: bool) -> MilpResult:
+    def _milp_solve(
+        self, kwargs: dict, started: float, proven: bool, lp_bound: float | None = None
+    ) -> MilpResult:
+        """The MILP over the columns at hand. Unproven, its own bound covers only those
+        columns: the bound reported is then the LP optimum over every column, if known."""
         result = self.settled().solve(**kwargs)
         status = result.status if proven or not result.counts else "feasible"
+        bound = result.bound if proven and result.status == "optimal" else lp_bound
         return MilpResult(
-            status, result.counts, result.objective, result.bound, time.perf_counter() - started
+            status, result.counts, result.objective, bound, time.perf_counter() - started
         )
 
-    def _column_generation(self, limits: _Limits) -> _LpSolution:
+    def _column_generation(self, limits: Limits) -> LpSolution:
         while True:
-            lp = self._solve_lp(limits)
+            deadline.check()
+            lp = solve_lp(self._highs, self.scenario, self.configs, limits)
+            self.lp_solves += 1
             scale = max(1.0, abs(lp.objective))
             if not self._price(limits, lp, -1e-9 * scale).found:
                 return lp
 
-    def _price(self, limits: _Limits, lp: _LpSolution, threshold: float) -> SearchBudget:
-        """Add every configuration whose reduced cost is at most `threshold`."""
+    def _price(self, limits: Limits, lp: LpSolution, threshold: float) -> SearchBudget:
+        """Add every configuration (of every model) whose reduced cost is at most `threshold`."""
         started = time.perf_counter()
-        bound = _bound(self.scenario, limits, lp, threshold)
+        bounds = pricing_bounds(self.scenario, limits, lp, threshold)
         budget = SearchBudget(self.node_budget)
         try:
-            found = enumerate_configs(self.scenario, bound=bound, budget=budget)
+            found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
         finally:
             self.pricing_seconds += time.perf_counter() - started
         budget.found = self._add(found)
         return budget
-
-    def _solve_lp(self, limits: _Limits) -> _LpSolution:
-        """The LP relaxation over the current columns, with slack so it is always feasible."""
-        self.lp_solves += 1
-        pools = list(range(len(self.scenario.pools)))
-        rows: list[tuple[str, float, float]] = [
-            ("pool", -math.inf, float(self.scenario.pools[p].available)) for p in pools
-        ]
-        extra = []
-        if limits.demand_k is not None:
-            extra.append(("demand", limits.demand_k, math.inf))
-        if limits.budget_per_hour is not None:
-            extra.append(("budget", -math.inf, limits.budget_per_hour))
-        if limits.max_ratio is not None:
-            extra.append(("ratio", -math.inf, 0.0))
-        if limits.max_cost_per_hour is not None:
-            extra.append(("cost", -math.inf, limits.max_cost_per_hour))
-        extra.append(("one", 1.0, math.inf))
-        rows += extra
-        row_index = {name: len(pools) + i for i, (name, _, _) in enumerate(extra)}
-
-        starts, indices, values, costs = [0], [], [], []
-        for config in self.configs:
-            tokens_k = config.tokens_per_s / KTOKENS
-            column = {p: float(g) for p, g in config.gpus_by_pool}
-            coefficient = {
-                "demand": tokens_k,
-                "budget": config.cost_per_hour,
-                "ratio": config.cost_per_hour - (limits.max_ratio or 0.0) * tokens_k,
-                "cost": config.cost_per_hour,
-                "one": 1.0,
-            }
-            for name, index in row_index.items():
-                column[index] = coefficient[name]
-            for index in sorted(column):
-                indices.append(index)
-                values.append(column[index])
-            starts.append(len(indices))
-            costs.append(
-                limits.cost_weight * config.cost_per_hour
-                - limits.throughput_weight * tokens_k
-                + limits.gpu_weight * config.gpus
-            )
-        slack_rows = [row_index[name] for name in ("demand", "one") if name in row_index]
-        for index in slack_rows:
-            indices.append(index)
-            values.append(1.0)
-            starts.append(len(indices))
-            costs.append(SLACK_COST)
-
-        lp = highspy.HighsLp()
-        lp.num_col_ = len(costs)
-        lp.num_row_ = len(rows)
-        lp.col_cost_ = np.array(costs, dtype=float)
-        lp.col_lower_ = np.zeros(len(costs))
-        lp.col_upper_ = np.full(len(costs), highspy.kHighsInf)
-        lp.row_lower_ = np.array([_finite(lo) for _, lo, _ in rows])
-        lp.row_upper_ = np.array([_finite(hi) for _, _, hi in rows])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(indices, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(values, dtype=float)
-        highs = self._highs
-        with SOLVER_LOCK:
-            highs.passModel(lp)
-            highs.run()
-        solution = highs.getSolution()
-        duals = list(solution.row_dual)
-        slack = sum(solution.col_value[len(self.configs) :])
-
-        def dual(name: str) -> float:
-            return duals[row_index[name]] if name in row_index else 0.0
-
-        return _LpSolution(
-            objective=highs.getInfo().objective_function_value,
-            slack=slack,
-            pool_duals={p: duals[p] for p in pools},
-            demand_dual=dual("demand"),
-            budget_dual=dual("budget"),
-            ratio_dual=dual("ratio"),
-            cost_dual=dual("cost"),
-            one_dual=dual("one"),
-        )
-
-
-def _finite(value: float) -> float:
-    if value == math.inf:
-        return highspy.kHighsInf
-    if value == -math.inf:
-        return -highspy.kHighsInf
-    return value
-
-
-def _bound(scenario: Scenario, limits: _Limits, lp: _LpSolution, threshold: float) -> PricingBound:
-    """Reduced cost rc = cost_c - y.a_c split into additive stage values and a throughput gain."""
-    cost_coefficient = limits.cost_weight - lp.budget_dual - lp.ratio_dual - lp.cost_dual
-    ratio = limits.max_ratio or 0.0
-    tokens_gain = (limits.throughput_weight + lp.demand_dual - lp.ratio_dual * ratio) / KTOKENS
-    values = {}
-    for stage in stage_types(scenario):
-        gpu_value = limits.gpu_weight - lp.pool_duals.get(stage.pool_index, 0.0)
-        values[(stage.pool_index, stage.tp)] = stage.tp * (
-            cost_coefficient * stage.pool.price_per_gpu_hour + gpu_value
-        )
-    return PricingBound(values, tokens_gain, -lp.one_dual, threshold)

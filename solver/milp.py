@@ -23,7 +23,9 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
+from solver import deadline
 from solver.dominance import undominated
+from solver.fleet_figures import spot_domains
 from solver.replicas import ReplicaConfig
 from solver.scenario import Scenario
 
@@ -97,8 +99,14 @@ class PlacementMilp:
         prove: bool = True,
         rel_gap: float | None = None,
         start: dict[int, int] | None = None,
+        model_weights: dict[int, float] | None = None,
+        demand_models: frozenset[int] | None = None,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
+
+        Throughput in the objective is useful throughput V (`throughput_weight`) plus, per
+        model, raw throughput T_m (`model_weights`). `demand_models` keeps the demand and
+        resilience rows of those models only (default: all).
 
         `prove` is accepted for interface parity with LazyPlacementMilp (always exact here);
         `rel_gap` loosens the MIP gap (default: the scenario's, else 0); `start` is a plan
@@ -113,21 +121,20 @@ class PlacementMilp:
         m.cost_weight.value = cost_weight
         m.throughput_weight.value = throughput_weight
         m.gpu_weight.value = gpu_weight
+        for index in m.MODELS:
+            m.model_weight[index].value = (model_weights or {}).get(index, 0.0)
         scenario_budget = self.scenario.solver.budget_per_hour if scenario_limits else None
         _set_limit(m.budget, m.budget_per_hour, _min_defined(scenario_budget, budget_per_hour))
-        demand_k = self.scenario.solver.demand_tokens_per_s / KTOKENS
-        _set_limit(m.demand, m.demand_k, demand_k if scenario_limits and demand_k > 0 else None)
+        requirements = self._set_requirements(scenario_limits, demand_models)
+        if requirements.unreachable:
+            return MilpResult("infeasible", {}, None, None, 0.0)
         _set_limit(m.ratio_cap, m.max_ratio, max_ratio)
         _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
         options = self.scenario.solver
         started = time.perf_counter()
         if rel_gap is None:
             rel_gap = options.mip_rel_gap if options.mip_rel_gap is not None else 0.0
-        self.solver.start = (
-            None
-            if not start
-            else {id(var): float(start.get(index, 0)) for index, var in m.replicas.items()}
-        )
+        self.solver.start = None if not start else self._start_values(start)
         with SOLVER_LOCK:
             results = self.solver.solve(
                 m,
@@ -135,11 +142,42 @@ class PlacementMilp:
                 raise_exception_on_nonoptimal_result=False,
                 rel_gap=rel_gap,
                 abs_gap=abs_gap,
-                time_limit=_min_defined(options.time_limit_s, time_limit_s),
+                time_limit=deadline.capped(time_limit_s),
             )
             seconds = time.perf_counter() - started
             self.solves += 1
             return self._result(results, seconds)
+
+    def _set_requirements(
+        self, scenario_limits: bool, demand_models: frozenset[int] | None
+    ) -> Requirements:
+        """Demand and resilience rows of this solve: right-hand sides set, empty ones found."""
+        m = self.model
+        requirements = requirements_of(self.scenario, scenario_limits, demand_models)
+        for index in m.MODELS:
+            value = requirements.demand_k.get(index)
+            if index in m.DEMAND_MODELS:
+                _set_limit(m.demand[index], m.demand_k[index], value)
+            elif value is not None:
+                requirements.unreachable.append(f"model {self.scenario.models[index].name}")
+        _set_limit(m.total_demand, m.total_demand_k, requirements.total_demand_k)
+        for key in m.RESILIENCE:
+            _set_limit(m.resilience[key], m.resilience_k[key], requirements.resilience_k.get(key))
+        rows = set(m.RESILIENCE)
+        for key in requirements.resilience_k:
+            if key not in rows:
+                requirements.unreachable.append(f"domain {'/'.join(key[:-1])}")
+        return requirements
+
+    def _start_values(self, start: dict[int, int]) -> dict[int, float]:
+        """HiGHS start: replica counts, and each capped model's useful throughput at that plan."""
+        m = self.model
+        values = {id(var): float(start.get(index, 0)) for index, var in m.replicas.items()}
+        by_model = tokens_by_model(self.configs, start)
+        for index in m.USEFUL_CAPPED:
+            useful = min(by_model.get(index, 0.0), self.scenario.models[index].useful_tokens_per_s)
+            values[id(m.useful_k[index])] = useful / KTOKENS
+        return values
 
     def _result(self, results: Any, seconds: float) -> MilpResult:
         """Counts per configuration, and whether HiGHS proved them optimal."""
@@ -171,15 +209,67 @@ class PlacementMilp:
         return self
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
-        return mix_totals(self.configs, counts)
+        return mix_totals(self.scenario, self.configs, counts)
 
 
-def mix_totals(configs: list[ReplicaConfig], counts: dict[int, int]) -> tuple[float, float, int]:
-    """(tokens_per_s, cost_per_hour, gpus) of a mix of configurations (index -> replicas)."""
-    tokens = sum(configs[i].tokens_per_s * n for i, n in counts.items())
+def tokens_by_model(configs: list[ReplicaConfig], counts: dict[int, int]) -> dict[int, float]:
+    """T_m: tokens/s per model index of a mix of configurations (index -> replicas)."""
+    result: dict[int, float] = {}
+    for i, n in counts.items():
+        result[configs[i].model] = result.get(configs[i].model, 0.0) + configs[i].tokens_per_s * n
+    return result
+
+
+def useful_tokens(scenario: Scenario, by_model: dict[int, float]) -> float:
+    """V = sum over models of min(T_m, U_m)."""
+    total = 0.0
+    for index, tokens in by_model.items():
+        cap = scenario.models[index].useful_tokens_per_s
+        total += tokens if cap is None else min(tokens, cap)
+    return total
+
+
+def mix_totals(
+    scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int, int]
+) -> tuple[float, float, int]:
+    """(useful tokens_per_s V, cost_per_hour, gpus) of a mix of configurations."""
+    tokens = useful_tokens(scenario, tokens_by_model(configs, counts))
     cost = sum(configs[i].cost_per_hour * n for i, n in counts.items())
     gpus = sum(configs[i].gpus * n for i, n in counts.items())
     return tokens, cost, gpus
+
+
+@dataclass
+class Requirements:
+    """Right-hand sides (ktokens/s) of the demand and resilience rows of one solve."""
+
+    demand_k: dict[int, float]  # model index -> D_m
+    total_demand_k: float | None  # fleet floor beyond the models' own (fleets only)
+    resilience_k: dict[tuple[str, ...], float]  # (*domain, model index) -> f * D_m
+    unreachable: list[str]  # a positive requirement no configuration can serve
+
+
+def requirements_of(
+    scenario: Scenario, scenario_limits: bool = True, demand_models: frozenset[int] | None = None
+) -> Requirements:
+    """Each model's demand, the fleet floor, and f * D_m per spot failure domain."""
+    demand_k: dict[int, float] = {}
+    resilience_k: dict[tuple[str, ...], float] = {}
+    total: float | None = None
+    if scenario_limits:
+        fraction = scenario.solver.survive_fraction
+        for index, model in enumerate(scenario.models):
+            if model.demand_tokens_per_s <= 0:
+                continue
+            if demand_models is not None and index not in demand_models:
+                continue
+            demand_k[index] = model.demand_tokens_per_s / KTOKENS
+            for domain in spot_domains(scenario):
+                resilience_k[(*domain, str(index))] = fraction * demand_k[index]
+        floor = scenario.solver.demand_tokens_per_s
+        if len(scenario.models) > 1 and floor > 0 and demand_models is None:
+            total = floor / KTOKENS
+    return Requirements(demand_k, total, resilience_k, [])
 
 
 def _min_defined(*values: float | None) -> float | None:
@@ -196,7 +286,7 @@ def _set_limit(constraint: pyo.Constraint, param: pyo.Param, value: float | None
 
 
 def build_model(scenario: Scenario, configs: list[ReplicaConfig]) -> pyo.ConcreteModel:
-    """The recipe: counts, availability, demand, budget, at least one replica, objective.
+    """The recipe: counts, figures, availability, quotas, demand, resilience, limits, objective.
 
     Only configurations no mix of others beats get a variable (`solver.dominance`); the
     variables keep the configurations' indices.
@@ -204,9 +294,11 @@ def build_model(scenario: Scenario, configs: list[ReplicaConfig]) -> pyo.Concret
     chosen = {index: configs[index] for index in undominated(configs)}
     m = pyo.ConcreteModel(name="placement")
     define_replica_counts(m, scenario, chosen)
-    define_figures(m, chosen)
+    define_figures(m, scenario, chosen)
     define_availability(m, scenario, chosen)
-    define_demand(m, scenario)
+    define_quotas(m, scenario, chosen)
+    define_demand(m, scenario, chosen)
+    define_resilience(m, scenario, chosen)
     define_limits(m)
     define_objective(m)
     return m
@@ -219,7 +311,8 @@ def define_replica_counts(
     m.CONFIGS = pyo.Set(initialize=sorted(configs), ordered=True)
     bounds = {
         index: min(
-            scenario.pools[pool_index].available // gpus for pool_index, gpus in config.gpus_by_pool
+            scenario.quota_limit(scenario.pools[pool_index]) // gpus
+            for pool_index, gpus in config.gpus_by_pool
         )
         for index, config in configs.items()
     }
@@ -228,8 +321,13 @@ def define_replica_counts(
     )
 
 
-def define_figures(m: pyo.ConcreteModel, configs: dict[int, ReplicaConfig]) -> None:
-    """Plan cost (USD/h), throughput (ktokens/s) and GPUs as linear expressions."""
+def define_figures(
+    m: pyo.ConcreteModel, scenario: Scenario, configs: dict[int, ReplicaConfig]
+) -> None:
+    """Plan cost (USD/h), throughput T and useful throughput V (ktokens/s), GPUs; per model T_m.
+
+    V = sum_m min(T_m, U_m): a capped model's useful_k[m] <= T_m and <= U_m (its bound).
+    """
     m.cost_per_hour = pyo.Expression(
         expr=sum(c.cost_per_hour * m.replicas[i] for i, c in configs.items())
     )
@@ -238,6 +336,34 @@ def define_figures(m: pyo.ConcreteModel, configs: dict[int, ReplicaConfig]) -> N
     )
     m.gpus = pyo.Expression(expr=sum(c.gpus * m.replicas[i] for i, c in configs.items()))
     m.at_least_one_replica = pyo.Constraint(expr=sum(m.replicas[i] for i in m.CONFIGS) >= 1)
+    m.MODELS = pyo.Set(initialize=range(len(scenario.models)), ordered=True)
+    m.model_ktokens = pyo.Expression(
+        m.MODELS,
+        rule=lambda _, model: sum(
+            c.tokens_per_s / KTOKENS * m.replicas[i] for i, c in configs.items() if c.model == model
+        ),
+    )
+    capped = {
+        index: model.useful_tokens_per_s / KTOKENS
+        for index, model in enumerate(scenario.models)
+        if model.useful_tokens_per_s is not None
+    }
+    m.USEFUL_CAPPED = pyo.Set(initialize=sorted(capped), ordered=True)
+    m.useful_k = pyo.Var(m.USEFUL_CAPPED, bounds=lambda _, i: (0.0, capped[i]))
+    m.useful_link = pyo.Constraint(
+        m.USEFUL_CAPPED, rule=lambda _, i: m.useful_k[i] <= m.model_ktokens[i]
+    )
+    if capped:
+        m.useful_ktokens_per_s = pyo.Expression(
+            expr=sum(
+                m.useful_k[i] if i in capped else m.model_ktokens[i]
+                for i in range(len(scenario.models))
+            )
+        )
+    else:
+        m.useful_ktokens_per_s = pyo.Expression(
+            expr=sum(c.tokens_per_s / KTOKENS * m.replicas[i] for i, c in configs.items())
+        )
 
 
 def define_availability(
@@ -257,19 +383,73 @@ def define_availability(
     )
 
 
-def define_demand(m: pyo.ConcreteModel, scenario: Scenario) -> None:
-    """Plan throughput reaches the demand (switched off when there is none)."""
-    m.demand_k = pyo.Param(mutable=True, initialize=scenario.solver.demand_tokens_per_s / KTOKENS)
-    m.demand = pyo.Constraint(expr=m.ktokens_per_s >= m.demand_k)
+def define_quotas(
+    m: pyo.ConcreteModel, scenario: Scenario, configs: dict[int, ReplicaConfig]
+) -> None:
+    """GPUs used over every pool a quota matches, summed over every model, within max_gpus."""
+    users: dict[int, list[tuple[int, int]]] = {}
+    for q, quota in enumerate(scenario.quotas):
+        for index, config in configs.items():
+            gpus = sum(g for p, g in config.gpus_by_pool if quota.matches(scenario.pools[p]))
+            if gpus:
+                users.setdefault(q, []).append((index, gpus))
+    m.QUOTAS = pyo.Set(initialize=sorted(users))
+    m.quota = pyo.Constraint(
+        m.QUOTAS,
+        rule=lambda _, q: (
+            sum(g * m.replicas[i] for i, g in users[q]) <= scenario.quotas[q].max_gpus
+        ),
+    )
+
+
+def define_demand(
+    m: pyo.ConcreteModel, scenario: Scenario, configs: dict[int, ReplicaConfig]
+) -> None:
+    """Each model's throughput reaches its demand; a fleet's total its floor (switchable)."""
+    served = sorted({c.model for c in configs.values()})
+    m.DEMAND_MODELS = pyo.Set(initialize=served, ordered=True)
+    m.demand_k = pyo.Param(m.DEMAND_MODELS, mutable=True, initialize=0.0)
+    m.demand = pyo.Constraint(
+        m.DEMAND_MODELS, rule=lambda _, i: m.model_ktokens[i] >= m.demand_k[i]
+    )
     m.demand.deactivate()
+    m.total_demand_k = pyo.Param(mutable=True, initialize=0.0)
+    m.total_demand = pyo.Constraint(expr=m.ktokens_per_s >= m.total_demand_k)
+    m.total_demand.deactivate()
+
+
+def define_resilience(
+    m: pyo.ConcreteModel, scenario: Scenario, configs: dict[int, ReplicaConfig]
+) -> None:
+    """Per spot failure domain F and model: throughput of replicas not exposed to F >= f * D_m.
+
+    Keys are (*domain, model index as text); a row with no unexposed replica is left out
+    (the solve reports it unreachable when its requirement is positive).
+    """
+    kind = scenario.solver.survive_spot_loss
+    users: dict[tuple[str, ...], list[int]] = {}
+    for domain in spot_domains(scenario):
+        for index, config in configs.items():
+            if config.spot_domain(kind) != domain:
+                users.setdefault((*domain, str(config.model)), []).append(index)
+    m.RESILIENCE = pyo.Set(initialize=sorted(users), dimen=None, ordered=True)
+    m.resilience_k = pyo.Param(m.RESILIENCE, mutable=True, initialize=0.0)
+    m.resilience = pyo.Constraint(
+        m.RESILIENCE,
+        rule=lambda _, *key: (
+            sum(configs[i].tokens_per_s / KTOKENS * m.replicas[i] for i in users[key])
+            >= m.resilience_k[key]
+        ),
+    )
+    m.resilience.deactivate()
 
 
 def define_limits(m: pyo.ConcreteModel) -> None:
-    """Budget, a cap on cost per token (tie-breaking) and a cap on cost, each switchable."""
+    """Budget, a cap on cost per useful token (tie-breaking) and a cap on cost, each switchable."""
     m.budget_per_hour = pyo.Param(mutable=True, initialize=math.inf)
     m.budget = pyo.Constraint(expr=m.cost_per_hour <= m.budget_per_hour)
     m.max_ratio = pyo.Param(mutable=True, initialize=0.0)
-    m.ratio_cap = pyo.Constraint(expr=m.cost_per_hour - m.max_ratio * m.ktokens_per_s <= 0)
+    m.ratio_cap = pyo.Constraint(expr=m.cost_per_hour - m.max_ratio * m.useful_ktokens_per_s <= 0)
     m.max_cost_per_hour = pyo.Param(mutable=True, initialize=math.inf)
     m.cost_cap = pyo.Constraint(expr=m.cost_per_hour <= m.max_cost_per_hour)
     for constraint in (m.budget, m.ratio_cap, m.cost_cap):
@@ -280,9 +460,11 @@ def define_objective(m: pyo.ConcreteModel) -> None:
     m.cost_weight = pyo.Param(mutable=True, initialize=1.0)
     m.throughput_weight = pyo.Param(mutable=True, initialize=0.0)
     m.gpu_weight = pyo.Param(mutable=True, initialize=0.0)
+    m.model_weight = pyo.Param(m.MODELS, mutable=True, initialize=0.0)
     m.objective = pyo.Objective(
         expr=m.cost_weight * m.cost_per_hour
-        - m.throughput_weight * m.ktokens_per_s
+        - m.throughput_weight * m.useful_ktokens_per_s
+        - sum(m.model_weight[i] * m.model_ktokens[i] for i in m.MODELS)
         + m.gpu_weight * m.gpus,
         sense=pyo.minimize,
     )

@@ -17,8 +17,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from solver import deadline
 from solver.scenario import Pool, Scenario
 
 
@@ -43,10 +44,17 @@ class ReplicaConfig:
     tokens_per_s: float
     cost_per_hour: float
     gpus_by_pool: tuple[tuple[int, int], ...]  # (pool index, GPUs), sorted
+    model: int = 0  # index of the model in the scenario's models
 
     @property
     def gpus(self) -> int:
         return sum(count for _, count in self.gpus_by_pool)
+
+    def spot_domain(self, kind: str) -> tuple[str, ...] | None:
+        """The failure domain (`region` or `cloud`) whose spot loss takes this replica down."""
+        if kind == "none" or not any(t.pool.spot for t, _ in self.stages):
+            return None
+        return (self.cloud, self.region) if kind == "region" else (self.cloud,)
 
 
 def stage_types(scenario: Scenario) -> list[StageType]:
@@ -130,20 +138,32 @@ class PricingBound:
     The reduced cost of a configuration is sum(stage values) - tokens_gain * throughput +
     constant; throughput never exceeds the sum of rate_numerator / L over its stages, which
     gives each stage a lower bound of its own and lets the search cut whole subtrees.
+    A configuration exposed to a spot failure domain (resilience rows) gains less per token:
+    `exposed_loss[domain]` is taken off its tokens_gain.
     """
 
     stage_values: dict[tuple[int, int], float]  # (pool index, tp) -> additive value per stage
     tokens_gain: float  # coefficient of -throughput in the reduced cost
     constant: float
     threshold: float
+    exposed_loss: dict[tuple[str, ...], float] = field(default_factory=dict)
+    domain_kind: str = "none"
 
     def stage_lower_bound(self, stage: StageType, layers_total: int) -> float:
-        gain = max(self.tokens_gain, 0.0) * stage.rate_numerator / layers_total
+        most_gain = self.tokens_gain - min([0.0, *self.exposed_loss.values()])
+        gain = max(most_gain, 0.0) * stage.rate_numerator / layers_total
         return self.stage_values[(stage.pool_index, stage.tp)] - gain
 
     def reduced_cost(self, config: ReplicaConfig) -> float:
         additive = sum(self.stage_values[(t.pool_index, t.tp)] for t, _ in config.stages)
-        return additive - self.tokens_gain * config.tokens_per_s + self.constant
+        gain = self.tokens_gain
+        if self.exposed_loss:
+            domain = config.spot_domain(self.domain_kind)
+            gain -= self.exposed_loss.get(domain, 0.0) if domain is not None else 0.0
+        return additive - gain * config.tokens_per_s + self.constant
+
+
+DEADLINE_CHECK_NODES = 2048  # a clock read every so many search nodes
 
 
 class SearchBudget:
@@ -159,6 +179,8 @@ class SearchBudget:
         self.nodes += 1
         if self.max_nodes is not None and self.nodes > self.max_nodes:
             raise ConfigLimitExceeded(self.nodes, self.max_nodes)
+        if self.nodes % DEADLINE_CHECK_NODES == 0:
+            deadline.check()
 
 
 class ConfigLimitExceeded(RuntimeError):
@@ -169,7 +191,12 @@ class ConfigLimitExceeded(RuntimeError):
 
 
 def lower_bound_ratio(scenario: Scenario) -> float | None:
-    """Least cost_per_hour / tokens_per_s of any stage type: no replica, no plan does better."""
+    """Least cost_per_hour / tokens_per_s of any stage type of any model: no plan does better."""
+    if len(scenario.models) > 1:
+        ratios = [lower_bound_ratio(scenario.for_model(i)) for i in range(len(scenario.models))]
+        known = [r for r in ratios if r is not None]
+        return min(known) if known else None
+    scenario = scenario.for_model(0)
     layers_total = scenario.model.num_layers
     ratios = [
         t.tp * t.pool.price_per_gpu_hour / (t.rate_numerator / layers_total)
@@ -178,10 +205,33 @@ def lower_bound_ratio(scenario: Scenario) -> float | None:
     return min(ratios) if ratios else None
 
 
+def throughput_upper_bound(scenario: Scenario) -> float:
+    """Useful tokens/s no plan exceeds: per model, every available GPU at its pool's best
+    per-GPU stage rate (capped by the model's useful throughput), summed over the models."""
+    if len(scenario.models) > 1:
+        return sum(
+            throughput_upper_bound(scenario.for_model(i)) for i in range(len(scenario.models))
+        )
+    scenario = scenario.for_model(0)
+    useful = scenario.models[0].useful_tokens_per_s
+    layers_total = scenario.model.num_layers
+    best_per_gpu: dict[int, float] = {}
+    for t in stage_types(scenario):
+        rate = t.rate_numerator / layers_total / t.tp
+        best_per_gpu[t.pool_index] = max(best_per_gpu.get(t.pool_index, 0.0), rate)
+    fluid = sum(scenario.pools[i].available * rate for i, rate in best_per_gpu.items())
+    return fluid if useful is None else min(fluid, useful)
+
+
 def search_size(scenario: Scenario, homogeneous: bool | None = None) -> int:
     """Multisets a full listing visits: at most max_stages stage types per location, where
     types that hold the whole model alone only join pipelines with at least one that does not.
+    Summed over the models of a fleet.
     """
+    if len(scenario.models) > 1 or scenario.for_model(0) is not scenario:
+        return sum(
+            search_size(scenario.for_model(i), homogeneous) for i in range(len(scenario.models))
+        )
     max_stages = min(scenario.solver.max_stages, scenario.model.num_layers)
 
     def multisets(kinds: int) -> int:
@@ -208,6 +258,23 @@ def location_groups(scenario: Scenario, homogeneous: bool | None = None):
                 yield cloud, region, [t for t in types if t.pool_index == pool_index]
         else:
             yield cloud, region, types
+
+
+def fleet_configs(
+    scenario: Scenario,
+    *,
+    homogeneous: bool | None = None,
+    bounds: list[PricingBound] | None = None,
+    budget: SearchBudget | None = None,
+) -> list[ReplicaConfig]:
+    """Every non-dominated configuration of every model (tagged with the model's index)."""
+    configs: list[ReplicaConfig] = []
+    for index in range(len(scenario.models)):
+        view = scenario.for_model(index)
+        bound = None if bounds is None else bounds[index]
+        found = enumerate_configs(view, homogeneous=homogeneous, bound=bound, budget=budget)
+        configs.extend(found if index == 0 else [replace(c, model=index) for c in found])
+    return configs
 
 
 def enumerate_configs(

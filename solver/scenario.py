@@ -1,94 +1,66 @@
-"""Typed scenario: the model, the GPU pools and the solver options of the placement contract."""
+"""Scenario reading: a YAML or JSON document to a typed `Scenario`, every field checked.
+
+The types live in `solver.scenario_types` and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from solver.documents import DocumentError, load_document
+from solver.scenario_types import (
+    DEFAULT_TP_DEGREES,
+    DEFAULT_TP_EFFICIENCY,
+    MARKETS,
+    SPOT_LOSS_DOMAINS,
+    Model,
+    Pool,
+    Quota,
+    Scenario,
+    ScenarioError,
+    SolverOptions,
+)
 
-DEFAULT_TP_DEGREES: tuple[int, ...] = (1, 2, 4, 8)
-DEFAULT_TP_EFFICIENCY: Mapping[int, float] = {1: 1.0, 2: 0.9, 4: 0.8, 8: 0.7}
+__all__ = [
+    "DEFAULT_TP_DEGREES",
+    "DEFAULT_TP_EFFICIENCY",
+    "Model",
+    "Pool",
+    "Quota",
+    "Scenario",
+    "ScenarioError",
+    "SolverOptions",
+    "load_scenario",
+    "scenario_from_dict",
+]
 
-
-class ScenarioError(ValueError):
-    """Bad scenario input; the message names the file, the field and the row."""
-
-
-@dataclass(frozen=True)
-class Model:
-    name: str
-    num_layers: int
-    layer_memory_gb: float
-
-
-@dataclass(frozen=True)
-class Pool:
-    id: str
-    gpu: str
-    cloud: str
-    region: str
-    available: int
-    max_tp: int
-    price_per_gpu_hour: float
-    memory_gb: float
-    tokens_per_s: float
-    tp_efficiency: Mapping[int, float] | None = None
-
-    @property
-    def location(self) -> tuple[str, str]:
-        return (self.cloud, self.region)
-
-
-@dataclass(frozen=True)
-class SolverOptions:
-    tp_degrees: tuple[int, ...] = DEFAULT_TP_DEGREES
-    tp_efficiency: Mapping[int, float] = field(default_factory=lambda: dict(DEFAULT_TP_EFFICIENCY))
-    max_stages: int = 8
-    memory_utilization: float = 0.9
-    homogeneous_replicas: bool = False
-    demand_tokens_per_s: float = 0.0
-    budget_per_hour: float | None = None
-    cost_throughput_weight: float = 0.95
-    target_cost_per_token: float | None = None
-    max_iterations: int = 5
-    time_limit_s: float | None = None
-    mip_rel_gap: float | None = None
-
-
-@dataclass(frozen=True)
-class Scenario:
-    model: Model
-    pools: tuple[Pool, ...]
-    solver: SolverOptions
-
-    def pool(self, pool_id: str) -> Pool:
-        for pool in self.pools:
-            if pool.id == pool_id:
-                return pool
-        raise KeyError(pool_id)
-
-    def efficiency(self, pool: Pool, tp: int) -> float | None:
-        """TP efficiency of `pool` at degree `tp`: the pool's profile where it has one."""
-        profile = (
-            pool.tp_efficiency if pool.tp_efficiency is not None else self.solver.tp_efficiency
-        )
-        return profile.get(tp)
-
-    def stage_tokens_per_s(self, pool: Pool, tp: int, layers: int) -> float:
-        """Stage rate r = tokens_per_s * (L / n) * t * efficiency, exactly as the contract."""
-        efficiency = self.efficiency(pool, tp)
-        if efficiency is None:
-            raise KeyError(f"no TP efficiency for degree {tp} on pool {pool.id}")
-        return pool.tokens_per_s * (self.model.num_layers / layers) * tp * efficiency
-
-    def with_options(self, **changes: Any) -> Scenario:
-        """A copy with some solver options replaced."""
-        options = {**self.solver.__dict__, **changes}
-        return Scenario(self.model, self.pools, SolverOptions(**options))
+TOP_LEVEL_FIELDS = ("model", "models", "pools", "quotas", "solver")
+MODEL_FIELDS = ("name", "num_layers", "layer_memory_gb", "useful_tokens_per_s")
+FLEET_MODEL_FIELDS = (
+    "name",
+    "num_layers",
+    "layer_memory_gb",
+    "demand_tokens_per_s",
+    "useful_tokens_per_s",
+)
+POOL_FIELDS = (
+    "id",
+    "gpu",
+    "cloud",
+    "region",
+    "available",
+    "max_tp",
+    "price_per_gpu_hour",
+    "memory_gb",
+    "tokens_per_s",
+    "tp_efficiency",
+    "market",
+)
+QUOTA_FIELDS = ("cloud", "region", "gpu", "market", "max_gpus")
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -117,11 +89,20 @@ def scenario_from_dict(document: Any, source: str = "<scenario>") -> Scenario:
     """Validate a parsed scenario document and apply the contract's defaults."""
     reader = _Reader(source)
     if not isinstance(document, Mapping):
-        raise reader.error("", "must be a mapping with model, pools and solver")
-    model = _read_model(reader, document.get("model"))
+        raise reader.error("", "must be a mapping with model (or models), pools and solver")
+    reader.known(document, "", TOP_LEVEL_FIELDS, "field")
     options = _read_options(reader, document.get("solver") or {})
-    pools = _read_pools(reader, document.get("pools"), options)
-    return Scenario(model, pools, options)
+    if "model" in document and "models" in document:
+        raise reader.error("", "give either model (one) or models (a list), not both")
+    if "models" in document:
+        models = _read_models(reader, document.get("models"))
+    else:
+        model = _read_model(reader, document.get("model"))
+        models = (replace(model, demand_tokens_per_s=options.demand_tokens_per_s),)
+    pools = _read_pools(reader, document.get("pools"), options, models)
+    quotas = _read_quotas(reader, document.get("quotas"), pools)
+    _check_every_model_served(reader, models, pools)
+    return Scenario(models, pools, options, quotas)
 
 
 class _Reader:
@@ -133,6 +114,29 @@ class _Reader:
     def error(self, where: str, message: str) -> ScenarioError:
         prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
         return ScenarioError(prefix + message)
+
+    def known(
+        self, mapping: Mapping[str, Any], where: str, allowed: tuple[str, ...], kind: str
+    ) -> None:
+        """Refuse keys outside `allowed`, naming the first and listing the allowed ones."""
+        unknown = sorted(str(key) for key in mapping if key not in allowed)
+        if unknown:
+            raise self.error(where, f"unknown {kind} {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+    def choice(
+        self,
+        mapping: Mapping[str, Any],
+        key: str,
+        where: str,
+        choices: tuple[str, ...],
+        default: Any,
+    ) -> Any:
+        value = mapping.get(key)
+        if value is None:
+            return default
+        if value not in choices:
+            raise self.error(where, f"{key} must be one of {', '.join(choices)}, got {value!r}")
+        return value
 
     def number(
         self,
@@ -202,24 +206,46 @@ def _yaml_exponent_number(value: Any) -> Any:
     return value
 
 
-def _read_model(reader: _Reader, raw: Any) -> Model:
+def _read_model(reader: _Reader, raw: Any, where: str = "model") -> Model:
     if not isinstance(raw, Mapping):
-        raise reader.error("model", "is required and must be a mapping")
+        raise reader.error(where, "is required and must be a mapping")
+    fleet = where != "model"
+    reader.known(raw, where, FLEET_MODEL_FIELDS if fleet else MODEL_FIELDS, "field")
+    name = reader.text(raw, "name", where) if fleet else str(raw.get("name", "model"))
     return Model(
-        name=str(raw.get("name", "model")),
-        num_layers=reader.number(raw, "num_layers", "model", integer=True, minimum=1),
-        layer_memory_gb=reader.number(raw, "layer_memory_gb", "model", positive=True),
+        name=name,
+        num_layers=reader.number(raw, "num_layers", where, integer=True, minimum=1),
+        layer_memory_gb=reader.number(raw, "layer_memory_gb", where, positive=True),
+        demand_tokens_per_s=reader.number(
+            raw, "demand_tokens_per_s", where, minimum=0.0, default=0.0
+        ),
+        useful_tokens_per_s=reader.number(
+            raw, "useful_tokens_per_s", where, positive=True, default=None
+        ),
     )
+
+
+def _read_models(reader: _Reader, raw: Any) -> tuple[Model, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise reader.error("models", "must be a non-empty list")
+    models: list[Model] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(raw):
+        label = entry.get("name") if isinstance(entry, Mapping) else None
+        where = f"models[{index}]" + (f" ({label})" if label else "")
+        model = _read_model(reader, entry, where)
+        if model.name in seen:
+            raise reader.error(where, f"name {model.name!r} repeats models[{seen[model.name]}]")
+        seen[model.name] = index
+        models.append(model)
+    return tuple(models)
 
 
 def _read_options(reader: _Reader, raw: Any) -> SolverOptions:
     where = "solver"
     if not isinstance(raw, Mapping):
         raise reader.error(where, "must be a mapping")
-    known = set(SolverOptions.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise reader.error(where, f"unknown option {unknown[0]!r}")
+    reader.known(raw, where, tuple(SolverOptions.__dataclass_fields__), "option")
     degrees_raw = raw.get("tp_degrees", list(DEFAULT_TP_DEGREES))
     if not isinstance(degrees_raw, list) or not degrees_raw:
         raise reader.error(where, f"tp_degrees must be a non-empty list, got {degrees_raw!r}")
@@ -262,16 +288,25 @@ def _read_options(reader: _Reader, raw: Any) -> SolverOptions:
         ),
         time_limit_s=reader.number(raw, "time_limit_s", where, positive=True, default=None),
         mip_rel_gap=reader.number(raw, "mip_rel_gap", where, minimum=0.0, default=None),
+        survive_spot_loss=reader.choice(
+            raw, "survive_spot_loss", where, SPOT_LOSS_DOMAINS, default="none"
+        ),
+        survive_fraction=reader.number(
+            raw, "survive_fraction", where, positive=True, maximum=1.0, default=1.0
+        ),
     )
 
 
-def _read_pools(reader: _Reader, raw: Any, options: SolverOptions) -> tuple[Pool, ...]:
+def _read_pools(
+    reader: _Reader, raw: Any, options: SolverOptions, models: tuple[Model, ...]
+) -> tuple[Pool, ...]:
     if not isinstance(raw, list) or not raw:
         raise reader.error("pools", "must be a non-empty list")
     if options.cost_throughput_weight >= 1.0:
         raise reader.error(
             "solver", f"cost_throughput_weight must be < 1, got {options.cost_throughput_weight!r}"
         )
+    names = tuple(model.name for model in models)
     pools: list[Pool] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(raw):
@@ -279,11 +314,11 @@ def _read_pools(reader: _Reader, raw: Any, options: SolverOptions) -> tuple[Pool
         where = f"pools[{index}]" + (f" ({label})" if label else "")
         if not isinstance(entry, Mapping):
             raise reader.error(where, "must be a mapping")
+        reader.known(entry, where, POOL_FIELDS, "field")
         pool_id = reader.text(entry, "id", where)
         if pool_id in seen:
             raise reader.error(where, f"id {pool_id!r} repeats pools[{seen[pool_id]}]")
         seen[pool_id] = index
-        efficiency_raw = entry.get("tp_efficiency")
         pools.append(
             Pool(
                 id=pool_id,
@@ -294,10 +329,95 @@ def _read_pools(reader: _Reader, raw: Any, options: SolverOptions) -> tuple[Pool
                 max_tp=reader.number(entry, "max_tp", where, integer=True, minimum=1),
                 price_per_gpu_hour=reader.number(entry, "price_per_gpu_hour", where, positive=True),
                 memory_gb=reader.number(entry, "memory_gb", where, positive=True),
-                tokens_per_s=reader.number(entry, "tokens_per_s", where, positive=True),
-                tp_efficiency=None
-                if efficiency_raw is None
-                else reader.efficiency_map(efficiency_raw, where, "tp_efficiency"),
+                tokens_per_s=_read_rates(reader, entry, where, names),
+                tp_efficiency=_read_pool_efficiency(
+                    reader, entry.get("tp_efficiency"), where, names
+                ),
+                market=reader.choice(entry, "market", where, MARKETS, default="on-demand"),
             )
         )
     return tuple(pools)
+
+
+def _read_rates(
+    reader: _Reader, entry: Mapping[str, Any], where: str, names: tuple[str, ...]
+) -> float | dict[str, float]:
+    """`tokens_per_s`: one number, or a map model name -> number over known models."""
+    raw = entry.get("tokens_per_s")
+    if not isinstance(raw, Mapping):
+        return reader.number(entry, "tokens_per_s", where, positive=True)
+    if not raw:
+        raise reader.error(
+            where, "tokens_per_s must be a number or a non-empty map model -> number"
+        )
+    rates: dict[str, float] = {}
+    for name, value in raw.items():
+        if str(name) not in names:
+            raise reader.error(
+                where, f"tokens_per_s names unknown model {name!r}; models: {', '.join(names)}"
+            )
+        rates[str(name)] = reader.number(
+            {"v": value}, "v", f"{where}: tokens_per_s.{name}", positive=True
+        )
+    return rates
+
+
+def _read_pool_efficiency(
+    reader: _Reader, raw: Any, where: str, names: tuple[str, ...]
+) -> dict[int, float] | dict[str, dict[int, float]] | None:
+    """`tp_efficiency`: a map degree -> efficiency, or model name -> (degree -> efficiency)."""
+    if raw is None:
+        return None
+    if isinstance(raw, Mapping) and raw and all(isinstance(v, Mapping) for v in raw.values()):
+        by_model: dict[str, dict[int, float]] = {}
+        for name, table in raw.items():
+            if str(name) not in names:
+                raise reader.error(
+                    where, f"tp_efficiency names unknown model {name!r}; models: {', '.join(names)}"
+                )
+            by_model[str(name)] = reader.efficiency_map(table, where, f"tp_efficiency.{name}")
+        return by_model
+    return reader.efficiency_map(raw, where, "tp_efficiency")
+
+
+def _read_quotas(reader: _Reader, raw: Any, pools: tuple[Pool, ...]) -> tuple[Quota, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise reader.error("quotas", "must be a list")
+    quotas: list[Quota] = []
+    for index, entry in enumerate(raw):
+        where = f"quotas[{index}]"
+        if not isinstance(entry, Mapping):
+            raise reader.error(where, "must be a mapping")
+        reader.known(entry, where, QUOTA_FIELDS, "field")
+        fields = {
+            key: (reader.text(entry, key, where) if entry.get(key) is not None else None)
+            for key in ("cloud", "region", "gpu")
+        }
+        market = reader.choice(entry, "market", where, MARKETS, default=None)
+        quota = Quota(
+            cloud=fields["cloud"],
+            region=fields["region"],
+            gpu=fields["gpu"],
+            market=market,
+            max_gpus=reader.number(entry, "max_gpus", where, integer=True, minimum=0),
+        )
+        if not any(quota.matches(pool) for pool in pools):
+            raise reader.error(
+                f"{where} ({quota.label})", "matches no pool (cloud, region, gpu, market)"
+            )
+        quotas.append(quota)
+    return tuple(quotas)
+
+
+def _check_every_model_served(
+    reader: _Reader, models: tuple[Model, ...], pools: tuple[Pool, ...]
+) -> None:
+    """A model whose rate no pool gives can never be placed: bad input, not infeasibility."""
+    if len(models) == 1 and not any(isinstance(p.tokens_per_s, Mapping) for p in pools):
+        return
+    for index, model in enumerate(models):
+        if not any(pool.rate(model.name) is not None for pool in pools):
+            where = f"models[{index}] ({model.name})" if len(models) > 1 else "model"
+            raise reader.error(where, "no pool gives a tokens_per_s for this model")

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
+from solver import deadline
+from solver.deadline import DeadlineExceeded
+from solver.explain import explain_infeasible, explain_no_replica
 from solver.lazy import LazyPlacementMilp
 from solver.milp import KTOKENS, MilpResult, PlacementMilp
 from solver.plan import SECONDS_PER_HOUR, Plan, Stage, group_replicas
 from solver.replicas import (
     ReplicaConfig,
-    enumerate_configs,
+    fleet_configs,
     lower_bound_ratio,
     search_size,
+    throughput_upper_bound,
 )
 from solver.scenario import Scenario
 
 TIME_LIMIT_MESSAGE = "the time limit stopped the search before any plan was found"
+DEADLINE_SHARE = 0.9
+LISTING_TIME_LIMIT_MESSAGE = "the time limit ran out while listing replica configurations"
 STRATEGIES = ("exact", "iterative", "weighted", "min-cost", "max-throughput")
 TIE_REL = 1e-9  # exact-ratio ties within this relative tolerance: lower cost, then fewer GPUs
 MAX_DINKELBACH_ITERATIONS = 100
@@ -43,17 +50,35 @@ def solve(
         raise StrategyError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     _check_strategy_inputs(scenario, strategy)
     started = time.perf_counter()
-    milp = placement_model(scenario, columns_on_demand)
+    limit_s = scenario.solver.time_limit_s
+    # work stops at a share of the limit: the rest is for what follows (a plan, its figures)
+    with deadline.deadline(None if limit_s is None else DEADLINE_SHARE * limit_s):
+        try:
+            milp = placement_model(scenario, columns_on_demand)
+        except DeadlineExceeded:
+            return _no_plan(strategy, started, "unknown", LISTING_TIME_LIMIT_MESSAGE, 0)
+        return solve_model(milp, strategy, started)
+
+
+def solve_model(
+    milp: PlacementMilp | LazyPlacementMilp, strategy: str, started: float | None = None
+) -> Plan:
+    """Run one strategy on a built model, under the deadline open around it (if any)."""
+    started = time.perf_counter() if started is None else started
+    scenario = milp.scenario
     if isinstance(milp, PlacementMilp) and not milp.configs:
-        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0)
+        return _no_plan(strategy, started, "infeasible", explain_no_replica(scenario), 0, scenario)
     configs = milp.configs
     run: Callable[[PlacementMilp], tuple[MilpResult, int, dict]] = _RUNNERS[strategy]
     result, iterations, extra = run(milp)
     if result.status == "unknown":
-        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations)
+        return _no_plan(strategy, started, "unknown", TIME_LIMIT_MESSAGE, iterations, scenario)
     if result.status == "infeasible":
-        return _no_plan(strategy, started, "infeasible", explain_infeasible(milp), iterations)
+        message = explain_infeasible(milp)
+        return _no_plan(strategy, started, "infeasible", message, iterations, scenario)
+    message = extra.pop("message", "")
     extra = {
+        "model_building": "listed" if isinstance(milp, PlacementMilp) else "on-demand",
         "configurations": len(configs),
         "build_seconds": milp.build_seconds,
         "milp_solves": milp.solves,
@@ -63,10 +88,12 @@ def solve(
         strategy=strategy,
         status=result.status,
         replicas=_replicas(scenario, configs, result.counts),
-        mip_gap=result.mip_gap if result.status != "optimal" else 0.0,
+        mip_gap=extra.get("gap", result.mip_gap) if result.status != "optimal" else 0.0,
         solve_seconds=time.perf_counter() - started,
         iterations=iterations,
+        message=message,
         extra=extra,
+        scenario=scenario,
     )
 
 
@@ -77,14 +104,18 @@ def placement_model(
     if columns_on_demand is None:
         columns_on_demand = search_size(scenario) > FULL_LISTING_MULTISETS
     if columns_on_demand:
-        initial = enumerate_configs(scenario, homogeneous=True)
+        initial = fleet_configs(scenario, homogeneous=True)
         return LazyPlacementMilp(scenario, initial, node_budget=PRICING_SEARCH_NODES)
-    return PlacementMilp(scenario, enumerate_configs(scenario))
+    return PlacementMilp(scenario, fleet_configs(scenario))
 
 
 def _check_strategy_inputs(scenario: Scenario, strategy: str) -> None:
     options = scenario.solver
-    if strategy == "min-cost" and options.demand_tokens_per_s <= 0:
+    if strategy == "min-cost" and scenario.demand_tokens_per_s <= 0:
+        if len(scenario.models) > 1:
+            raise StrategyError(
+                "min-cost needs a demand: some model's demand_tokens_per_s must be > 0"
+            )
         raise StrategyError("solver.demand_tokens_per_s must be > 0 for strategy min-cost")
     if strategy == "max-throughput" and options.budget_per_hour is None:
         raise StrategyError("solver.budget_per_hour is required for strategy max-throughput")
@@ -95,17 +126,26 @@ def _replicas(scenario: Scenario, configs: list[ReplicaConfig], counts: dict[int
     for index, count in counts.items():
         config = configs[index]
         stages = tuple(Stage(t.pool.id, t.pool.gpu, t.tp, layers) for t, layers in config.stages)
-        replicas.extend([(config.cloud, config.region, stages)] * count)
+        model = scenario.models[config.model].name
+        replicas.extend([(config.cloud, config.region, stages, model)] * count)
     return group_replicas(scenario, replicas)
 
 
-def _no_plan(strategy: str, started: float, status: str, message: str, iterations: int) -> Plan:
+def _no_plan(
+    strategy: str,
+    started: float,
+    status: str,
+    message: str,
+    iterations: int,
+    scenario: Scenario | None = None,
+) -> Plan:
     return Plan(
         strategy=strategy,
         status=status,
         solve_seconds=time.perf_counter() - started,
         iterations=iterations,
         message=message,
+        scenario=scenario,
     )
 
 
@@ -120,23 +160,34 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
     throughput of any stage type); each step moves lam to the ratio of a plan found at the last
     lam, so from the second step lam decreases. A step needs only *some* plan with F < 0, so
     it is solved with a loose MIP gap; only when that finds none is F(lam) >= 0 proven with an
-    exact solve, which ends the loop.
+    exact solve, which ends the loop. When the deadline ends the loop first, the best plan is
+    returned `feasible` with the best lower bound on the ratio that the steps proved.
     """
     started = time.perf_counter()
     lower_bound = (lower_bound_ratio(milp.scenario) or 0.0) * KTOKENS
+    bounds = _RatioBounds(milp.scenario, lower_bound)
     ratio, attained = lower_bound, False  # attained: some plan has exactly this ratio
     best: MilpResult | None = None
-    best_ratio = float("inf")
+    best_ratio, best_cost = float("inf"), 0.0
     iterations, proofs = 0, 0
     proven = prove_next = False
     while iterations < MAX_DINKELBACH_ITERATIONS:
+        if best is not None and deadline.expired():
+            break
         iterations += 1
         if prove_next:  # the last step was exact: its plan's ratio is most often optimal
             result = best
         else:
+            # objective ~ 0 near the optimum makes a relative gap exact: loosen it absolutely
+            quick_abs_gap = QUICK_REL_GAP * best_cost if best is not None else 1e-9
             result = milp.solve(
-                cost_weight=1.0, throughput_weight=ratio, prove=False, rel_gap=QUICK_REL_GAP
+                cost_weight=1.0,
+                throughput_weight=ratio,
+                prove=False,
+                rel_gap=QUICK_REL_GAP,
+                abs_gap=quick_abs_gap,
             )
+            bounds.add(ratio, result.bound)
         if result.counts and attained and _value(milp, result, ratio) >= 0:
             proofs += 1  # nothing better found quickly: settle F(ratio) exactly
             _, cost, _ = _totals_k(milp, result.counts)
@@ -146,6 +197,7 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
                 start=result.counts,
                 abs_gap=PROOF_REL_GAP * cost,  # F within 1e-9 of the cost: the tie tolerance
             )
+            bounds.add(ratio, result.bound)
             if result.counts and _value(milp, result, ratio) >= 0:
                 proven = result.status == "optimal"
                 break
@@ -156,43 +208,93 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             break  # a limit stopped this step: the best plan so far stands, unproven
         tokens_k, cost, _ = _totals_k(milp, result.counts)
         if cost / tokens_k < best_ratio:
-            best, best_ratio = result, cost / tokens_k
+            best, best_ratio, best_cost = result, cost / tokens_k, cost
         if not attained and _value(milp, result, ratio) == 0:
             proven = True  # the plan attains the lower bound: nothing can be cheaper per token
             break
         ratio, attained = cost / tokens_k, True
     assert best is not None
-    tie_break, seconds_so_far = "none", time.perf_counter() - started
-    # Ties within TIE_REL of the optimal ratio: least cost, then fewest GPUs. These order plans
-    # of the proven ratio, so a time limit here leaves the ratio proven; each solve starts
-    # from the plan in hand, so it never ends with less than that.
-    ties = milp.settled()
-    limit_s = max(TIE_BREAK_MIN_SECONDS, 0.5 * seconds_so_far)
-    cap = best_ratio * (1 + TIE_REL)
-    cheapest = ties.solve(cost_weight=1.0, max_ratio=cap, time_limit_s=limit_s, start=best.counts)
-    if cheapest.counts:
-        _, cost, _ = _totals_k(milp, cheapest.counts)
-        fewest = ties.solve(
-            abs_gap=0.5,  # a GPU count: any plan within half a GPU of the bound is optimal
-            gpu_weight=1.0,
-            max_ratio=cap,
-            max_cost_per_hour=cost * (1 + TIE_REL),
-            time_limit_s=limit_s,
-            start=cheapest.counts,
-        )
-        best = fewest if fewest.counts else cheapest
-        tie_break = "proven" if cheapest.status == fewest.status == "optimal" else "time-limited"
-    else:
-        tie_break = "time-limited"
+    best, tie_break = _break_ties(milp, best, best_ratio, time.perf_counter() - started)
     status = "optimal" if proven else "feasible"
     result = MilpResult(status, best.counts, best.objective, best.bound, best.seconds)
+    ratio_bound = best_ratio if proven else min(best_ratio, bounds.best)
     extra = {
         "tie_break": tie_break,
-        "lower_bound_cost_per_token": lower_bound / KTOKENS / SECONDS_PER_HOUR,
+        "lower_bound_cost_per_token": ratio_bound / KTOKENS / SECONDS_PER_HOUR,
         "dinkelbach_ratios": iterations,
         "dinkelbach_proofs": proofs,
     }
+    if not proven:
+        extra["gap"] = best_ratio / ratio_bound - 1 if ratio_bound > 0 else None
+        extra["message"] = _unproven_message(extra["gap"])
     return result, iterations, extra
+
+
+class _RatioBounds:
+    """Lower bounds on the optimal ratio (USD/h per ktokens/s) from the steps' MILP bounds.
+
+    A step at lam with a valid bound B <= F(lam) gives, for every plan, C - lam T >= B, so
+    C / T >= lam + B / T: with B >= 0 and T <= T_max, lam + B / T_max; with B < 0 and a demand
+    T >= D > 0, lam + B / D.
+    """
+
+    def __init__(self, scenario: Scenario, physical: float) -> None:
+        self.best = physical
+        self.max_tokens_k = throughput_upper_bound(scenario) / KTOKENS
+        self.demand_k = useful_floor(scenario) / KTOKENS
+
+    def add(self, ratio: float, bound: float | None) -> None:
+        if bound is None or not math.isfinite(bound):
+            return
+        if bound >= 0 and self.max_tokens_k > 0:
+            self.best = max(self.best, ratio + bound / self.max_tokens_k)
+        elif bound < 0 and self.demand_k > 0:
+            self.best = max(self.best, ratio + bound / self.demand_k)
+
+
+def useful_floor(scenario: Scenario) -> float:
+    """Useful tokens/s every feasible plan reaches: sum of min(D_m, U_m)."""
+    floors = [
+        m.demand_tokens_per_s
+        if m.useful_tokens_per_s is None
+        else min(m.demand_tokens_per_s, m.useful_tokens_per_s)
+        for m in scenario.models
+    ]
+    return max(sum(floors), 0.0)
+
+
+def _unproven_message(gap: float | None) -> str:
+    within = f"; at most {100 * gap:.3g} % above the optimum" if gap is not None else ""
+    return f"not proven optimal: the time limit ended the search{within}"
+
+
+def _break_ties(
+    milp: PlacementMilp | LazyPlacementMilp, best: MilpResult, best_ratio: float, seconds: float
+) -> tuple[MilpResult, str]:
+    """Among plans within TIE_REL of the best ratio: least cost, then fewest GPUs.
+
+    These order plans of the proven ratio, so a time limit here leaves the ratio proven; each
+    solve starts from the plan in hand, so it never ends with less than that.
+    """
+    if deadline.expired():
+        return best, "time-limited"
+    ties = milp.settled()
+    limit_s = max(TIE_BREAK_MIN_SECONDS, 0.5 * seconds)
+    cap = best_ratio * (1 + TIE_REL)
+    cheapest = ties.solve(cost_weight=1.0, max_ratio=cap, time_limit_s=limit_s, start=best.counts)
+    if not cheapest.counts:
+        return best, "time-limited"
+    _, cost, _ = _totals_k(milp, cheapest.counts)
+    fewest = ties.solve(
+        abs_gap=0.5,  # a GPU count: any plan within half a GPU of the bound is optimal
+        gpu_weight=1.0,
+        max_ratio=cap,
+        max_cost_per_hour=cost * (1 + TIE_REL),
+        time_limit_s=limit_s,
+        start=cheapest.counts,
+    )
+    tie_break = "proven" if cheapest.status == fewest.status == "optimal" else "time-limited"
+    return (fewest if fewest.counts else cheapest), tie_break
 
 
 def _value(milp: PlacementMilp | LazyPlacementMilp, result: MilpResult, ratio: float) -> float:
@@ -221,14 +323,30 @@ def _max_throughput(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
 
 
 def _weighted(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
-    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools."""
+    """The seed's baseline: max (1 - w) T / T_norm - w C / C_norm, norms over all pools.
+
+    On a fleet T is the raw throughput of every model and T_norm = sum_m sum_p available_p *
+    tokens_per_s_{p,m} (fleet-model.md).
+    """
     scenario = milp.scenario
     w = scenario.solver.cost_throughput_weight
-    t_norm = sum(p.available * p.tokens_per_s for p in scenario.pools) / KTOKENS
+    t_norm = (
+        sum(
+            p.available * rate
+            for model in scenario.models
+            for p in scenario.pools
+            if (rate := p.rate(model.name)) is not None
+        )
+        / KTOKENS
+    )
     c_norm = sum(p.available * p.price_per_gpu_hour for p in scenario.pools)
     if t_norm <= 0 or c_norm <= 0:
         return milp.solve(cost_weight=1.0), 1, {}
-    result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    if all(model.useful_tokens_per_s is None for model in scenario.models):  # V is T
+        result = milp.solve(cost_weight=w / c_norm, throughput_weight=(1 - w) / t_norm)
+    else:
+        weights = {index: (1 - w) / t_norm for index in range(len(scenario.models))}
+        result = milp.solve(cost_weight=w / c_norm, model_weights=weights)
     return result, 1, {"t_norm_tokens_per_s": t_norm * KTOKENS, "c_norm_per_hour": c_norm}
 
 
@@ -259,7 +377,8 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     if not cheapest.counts:
         return cheapest, 1, {}
     cheapest_tokens, cheapest_cost, _ = milp.totals(cheapest.counts)
-    t_min = options.demand_tokens_per_s if options.demand_tokens_per_s > 0 else cheapest_tokens
+    demand = milp.scenario.demand_tokens_per_s
+    t_min = demand if demand > 0 else cheapest_tokens
     budget = target_per_token * t_min * SECONDS_PER_HOUR
     if budget < cheapest_cost:
         budget = cheapest_cost
@@ -267,6 +386,8 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     best_ratio = float("inf")
     budgets: list[float] = []
     for _ in range(options.max_iterations):
+        if deadline.expired():
+            break  # the loop's best plan so far stands
         if budget < cheapest_cost * (1 - TIE_REL):
             break  # below the cheapest feasible plan: nothing can be bought
         budgets.append(budget)
@@ -294,44 +415,3 @@ _RUNNERS = {
     "weighted": _weighted,
     "iterative": _iterative,
 }
-
-
-# --- explaining infeasibility --------------------------------------------------------------
-
-
-def explain_no_replica(scenario: Scenario) -> str:
-    model = scenario.model
-    options = scenario.solver
-    return (
-        f"no feasible replica: {model.num_layers} layers x {model.layer_memory_gb:g} GB do not fit "
-        f"in {options.max_stages} stage(s) of any single region's available GPUs "
-        f"(memory_utilization {options.memory_utilization:g}, "
-        f"tp_degrees {list(options.tp_degrees)})"
-    )
-
-
-def explain_infeasible(milp: PlacementMilp) -> str:
-    """Which constraint bites: demand above all GPUs can deliver, or budget below the need."""
-    options = milp.scenario.solver
-    demand = options.demand_tokens_per_s
-    fastest = milp.solve(throughput_weight=1.0, scenario_limits=False)
-    if fastest.status == "infeasible":
-        return "no feasible plan: no replica fits the available GPUs"
-    max_tokens, _, _ = milp.totals(fastest.counts)
-    if max_tokens < demand:
-        return (
-            f"demand {demand:g} tokens/s is above what all available GPUs can deliver "
-            f"({max_tokens:g} tokens/s at most)"
-        )
-    budget = options.budget_per_hour
-    if budget is not None:
-        cheapest = milp.solve(cost_weight=1.0, scenario_limits=False)
-        _, min_cost, _ = milp.totals(cheapest.counts)
-        if min_cost > budget:
-            return f"budget {budget:g} $/h is below the cheapest replica ({min_cost:g} $/h)"
-        if demand > 0:
-            return (
-                f"budget {budget:g} $/h is below the least cost of meeting the demand "
-                f"{demand:g} tokens/s"
-            )
-    return "no feasible plan under the strategy's own limits"

@@ -19,8 +19,19 @@ File layout (YAML, UTF-8; see `config/inventory.yaml` for a documented example):
           <model name>: {tokens_per_s: float > 0, source: text,
                          tp_efficiency: {degree: efficiency}}   # tp_efficiency optional
     quotas:
-      - {cloud: aws, region: us-east-1, gpu: V100, max_gpus: 16}   # one offer
-      - {cloud: gcp, max_gpus: 32}                                 # caps every pool of a cloud
+      - {cloud: aws, region: us-east-1, gpu: V100, max_gpus: 16}   # one offer (both markets)
+      - {cloud: aws, market: spot, max_gpus: 32}                   # every aws spot pool
+      - {cloud: gcp, max_gpus: 32}                                 # every pool of a cloud
+    serving:                                                       # optional, fleet-wide
+      survive_spot_loss: none | region | cloud
+      survive_fraction: float in (0, 1]
+      max_spot_interruption: "<5%" | "5-10%" | "10-15%" | "15-20%" | ">20%"
+
+A model's `serving:` holds its solver targets (`demand_tokens_per_s`, `budget_per_hour`,
+`max_stages`, `homogeneous_replicas`) and `useful_tokens_per_s` (the fleet's useful-throughput
+cap for that model). A quota names `cloud` and any of `region`, `gpu`, `market`; it matches
+every pool whose fields equal the ones it gives. In a fleet scenario it caps the GPUs summed
+over the pools it matches (`tasks.pools.fleet_scenario`); a one-model scenario caps each pool.
 
 `layer_memory_gb = params_billion * bytes_per_param / num_layers
                    + 2 * n_kv_heads * head_dim * bytes_per_value * batch * context_tokens / 1e9`
@@ -41,6 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from solver.documents import MAX_DOCUMENT_BYTES, DocumentError, load_yaml
+from tasks.prices.schema import SPOT_INTERRUPTION_BUCKETS
+
+MARKETS: tuple[str, ...] = ("on-demand", "spot")
+SPOT_LOSS_DOMAINS: tuple[str, ...] = ("none", "region", "cloud")
 
 BYTES_PER_GB = 1e9
 
@@ -83,6 +98,12 @@ class ModelSpec:
     bytes_per_param: float | None = None
     kv_cache: KvCacheReserve | None = None
     serving: Mapping[str, Any] = field(default_factory=dict)  # solver options of its scenario
+    useful_tokens_per_s: float | None = None  # fleet $/token counts at most this much
+
+    @property
+    def demand_tokens_per_s(self) -> float:
+        """The model's throughput floor (its `serving.demand_tokens_per_s`, 0 when unset)."""
+        return float(self.serving.get("demand_tokens_per_s", 0.0))
 
     @property
     def weights_gb(self) -> float | None:
@@ -110,17 +131,51 @@ class GpuSpec:
 
 @dataclass(frozen=True)
 class Quota:
-    """GPUs that may be rented: for one (cloud, region, gpu) offer, or for every pool of a cloud."""
+    """GPUs that may be rented in every pool matching the fields given (None matches any)."""
 
     cloud: str
     max_gpus: int
     region: str | None = None
     gpu: str | None = None
     where: str = ""
+    market: str | None = None
 
     @property
     def per_cloud(self) -> bool:
-        return self.region is None
+        """True when only the cloud is named (a cap on every pool of that cloud)."""
+        return self.region is None and self.gpu is None and self.market is None
+
+    @property
+    def label(self) -> str:
+        """`cloud/region/gpu/market`, a field left out written `*`."""
+        parts = (self.cloud, self.region, self.gpu, self.market)
+        return "/".join(part or "*" for part in parts)
+
+    def matches(self, cloud: str, region: str, gpu: str, market: str | None) -> bool:
+        """Whether this quota covers a pool; `market` None (a mixed pool) matches any market."""
+        return (
+            self.cloud == cloud
+            and self.region in (None, region)
+            and self.gpu in (None, gpu)
+            and (self.market is None or market is None or self.market == market)
+        )
+
+
+@dataclass(frozen=True)
+class FleetServing:
+    """Fleet-wide serving options: spot-loss resilience and the spot interruption ceiling."""
+
+    survive_spot_loss: str = "none"
+    survive_fraction: float = 1.0
+    max_spot_interruption: str | None = None
+    given: tuple[str, ...] = ()  # the keys the file sets
+
+    @property
+    def max_interruption_rank(self) -> int | None:
+        """Index of `max_spot_interruption` in SPOT_INTERRUPTION_BUCKETS (None: no ceiling)."""
+        if self.max_spot_interruption in SPOT_INTERRUPTION_BUCKETS:
+            return SPOT_INTERRUPTION_BUCKETS.index(self.max_spot_interruption)
+        return None
 
 
 @dataclass(frozen=True)
@@ -129,17 +184,20 @@ class Inventory:
     gpus: Mapping[str, GpuSpec]
     quotas: tuple[Quota, ...]
     file: str = "<inventory>"
+    serving: FleetServing = field(default_factory=FleetServing)
 
-    def available_gpus(self, cloud: str, region: str, gpu: str) -> int | None:
-        """GPUs that may be rented in (cloud, region, gpu): the offer's quota capped by its
-        cloud's quota; None when no quota names the offer or its cloud."""
-        offer = [
-            q.max_gpus
-            for q in self.quotas
-            if not q.per_cloud and (q.cloud, q.region, q.gpu) == (cloud, region, gpu)
-        ]
-        cloud_caps = [q.max_gpus for q in self.quotas if q.per_cloud and q.cloud == cloud]
-        limits = offer[:1] + cloud_caps[:1]
+    def matching_quotas(
+        self, cloud: str, region: str, gpu: str, market: str | None = None
+    ) -> list[Quota]:
+        """The quotas covering a pool (market None: a pool priced from either market)."""
+        return [q for q in self.quotas if q.matches(cloud, region, gpu, market)]
+
+    def available_gpus(
+        self, cloud: str, region: str, gpu: str, market: str | None = None
+    ) -> int | None:
+        """GPUs that may be rented in one pool: the smallest quota covering it (an offer's quota
+        capped by its cloud's); None when no quota covers it."""
+        limits = [q.max_gpus for q in self.matching_quotas(cloud, region, gpu, market)]
         return min(limits) if limits else None
 
 
@@ -178,7 +236,7 @@ def inventory_from_dict(document: Any, file: str = "<inventory>") -> Inventory:
     reader = _Reader(file)
     if not isinstance(document, Mapping):
         raise InventoryError(file, "", "must be a mapping with models, gpus and quotas")
-    reader.only_keys(document, "", {"models", "gpus", "quotas"})
+    reader.only_keys(document, "", {"models", "gpus", "quotas", "serving"})
     models_raw = reader.mapping(document, "models", "")
     models = {
         str(name): _read_model(reader, str(name), raw, f"models.{name}")
@@ -193,7 +251,8 @@ def inventory_from_dict(document: Any, file: str = "<inventory>") -> Inventory:
     if not isinstance(quotas_raw, list):
         raise InventoryError(file, "quotas", "is required and must be a list")
     quotas = tuple(_read_quota(reader, raw, f"quotas[{i}]") for i, raw in enumerate(quotas_raw))
-    return Inventory(models=models, gpus=gpus, quotas=quotas, file=file)
+    serving = _read_fleet_serving(reader, document.get("serving", {}), "serving")
+    return Inventory(models=models, gpus=gpus, quotas=quotas, file=file, serving=serving)
 
 
 @dataclass(frozen=True)
@@ -218,7 +277,8 @@ def _number_text(value: float) -> str:
 
 
 # Every number of the file, bounded where it enters. Fields the inventory suite also checks
-# (num_layers, layer_memory_gb, memory_gb, tokens_per_s, tp_efficiency, max_gpus) get a wider
+# (num_layers, layer_memory_gb, memory_gb, tokens_per_s, tp_efficiency, max_gpus,
+# useful_tokens_per_s, survive_fraction) get a wider
 # range here that keeps the arithmetic finite; the suite then applies the policy range and
 # reports every offending row at once.
 NUMBER_BOUNDS: dict[str, Bound] = {
@@ -236,6 +296,8 @@ NUMBER_BOUNDS: dict[str, Bound] = {
     "tp_efficiency": Bound(-1e3, 1e3),
     "max_gpus": Bound(-1e9, 1e9),
     "demand_tokens_per_s": Bound(0, 1e9, low_open=True),
+    "useful_tokens_per_s": Bound(-1e9, 1e9),
+    "survive_fraction": Bound(-1e3, 1e3),
     "budget_per_hour": Bound(0, 1e9, low_open=True),
     "max_stages": Bound(1, 1024),
 }
@@ -303,6 +365,7 @@ def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
     reader.only_keys(raw, where, {"num_layers", "layer_memory_gb", "serving"} | derivation)
     num_layers = reader.number(raw, "num_layers", where, integer=True)
     serving = _read_serving(reader, raw.get("serving", {}), f"{where}.serving")
+    useful = serving.pop("useful_tokens_per_s", None)
     derived = derivation & set(raw)
     if "layer_memory_gb" in raw:
         if derived:
@@ -315,6 +378,7 @@ def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
             num_layers,
             reader.number(raw, "layer_memory_gb", where, integer=False),
             serving=serving,
+            useful_tokens_per_s=useful,
         )
     params_billion = reader.number(raw, "params_billion", where, integer=False)
     bytes_per_param = reader.number(raw, "bytes_per_param", where, integer=False)
@@ -324,20 +388,34 @@ def _read_model(reader: _Reader, name: str, raw: Any, where: str) -> ModelSpec:
     weights_gb_per_layer = params_billion * bytes_per_param / num_layers if num_layers else math.nan
     layer_memory_gb = weights_gb_per_layer + (kv_cache.gb_per_layer if kv_cache else 0.0)
     return ModelSpec(
-        name, num_layers, layer_memory_gb, params_billion, bytes_per_param, kv_cache, serving
+        name,
+        num_layers,
+        layer_memory_gb,
+        params_billion,
+        bytes_per_param,
+        kv_cache,
+        serving,
+        useful,
     )
 
 
-SERVING_OPTIONS = {"demand_tokens_per_s", "budget_per_hour", "max_stages", "homogeneous_replicas"}
+SERVING_OPTIONS = {
+    "demand_tokens_per_s",
+    "budget_per_hour",
+    "max_stages",
+    "homogeneous_replicas",
+    "useful_tokens_per_s",
+}
+FLEET_SERVING_OPTIONS = {"survive_spot_loss", "survive_fraction", "max_spot_interruption"}
 
 
 def _read_serving(reader: _Reader, raw: Any, where: str) -> dict[str, Any]:
-    """The model's serving targets, passed to its scenario's solver section as they are."""
+    """The model's serving targets (solver options of its scenario) and useful_tokens_per_s."""
     if not isinstance(raw, Mapping):
         raise reader.error(where, "must be a mapping")
     reader.only_keys(raw, where, SERVING_OPTIONS)
     serving: dict[str, Any] = {}
-    for key in ("demand_tokens_per_s", "budget_per_hour"):
+    for key in ("demand_tokens_per_s", "budget_per_hour", "useful_tokens_per_s"):
         if key in raw:
             serving[key] = reader.number(raw, key, where, integer=False)
     if "max_stages" in raw:
@@ -347,6 +425,20 @@ def _read_serving(reader: _Reader, raw: Any, where: str) -> dict[str, Any]:
             raise reader.error(f"{where}.homogeneous_replicas", "must be true or false")
         serving["homogeneous_replicas"] = raw["homogeneous_replicas"]
     return serving
+
+
+def _read_fleet_serving(reader: _Reader, raw: Any, where: str) -> FleetServing:
+    """The fleet-wide `serving:` section; value ranges and names are checked by the GX suite."""
+    if not isinstance(raw, Mapping):
+        raise reader.error(where, "must be a mapping")
+    reader.only_keys(raw, where, FLEET_SERVING_OPTIONS)
+    options: dict[str, Any] = {}
+    for key in ("survive_spot_loss", "max_spot_interruption"):
+        if key in raw:
+            options[key] = reader.text(raw, key, where)
+    if "survive_fraction" in raw:
+        options["survive_fraction"] = reader.number(raw, "survive_fraction", where, integer=False)
+    return FleetServing(**options, given=tuple(sorted(options)))
 
 
 def _read_kv_cache(reader: _Reader, raw: Any, where: str) -> KvCacheReserve:
@@ -410,17 +502,12 @@ def _read_profile(reader: _Reader, raw: Any, where: str) -> ThroughputProfile:
 def _read_quota(reader: _Reader, raw: Any, where: str) -> Quota:
     if not isinstance(raw, Mapping):
         raise reader.error(where, "must be a mapping")
-    reader.only_keys(raw, where, {"cloud", "region", "gpu", "max_gpus"})
-    region = reader.text(raw, "region", where, required=False)
-    gpu = reader.text(raw, "gpu", where, required=False)
-    if (region is None) != (gpu is None):
-        raise reader.error(
-            where, "a quota names cloud, region and gpu (one offer) or only cloud (a cloud cap)"
-        )
+    reader.only_keys(raw, where, {"cloud", "region", "gpu", "market", "max_gpus"})
     return Quota(
         cloud=reader.text(raw, "cloud", where),
-        region=region,
-        gpu=gpu,
+        region=reader.text(raw, "region", where, required=False),
+        gpu=reader.text(raw, "gpu", where, required=False),
         max_gpus=reader.number(raw, "max_gpus", where, integer=True),
         where=where,
+        market=reader.text(raw, "market", where, required=False),
     )

@@ -356,7 +356,13 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
     """The inventory as flat tables (models, gpus, profiles, tp_efficiency, quotas), each row
     labelled with its path in the file."""
     models = [
-        {"name": m.name, "num_layers": m.num_layers, "layer_memory_gb": m.layer_memory_gb}
+        {
+            "name": m.name,
+            "num_layers": m.num_layers,
+            "layer_memory_gb": m.layer_memory_gb,
+            "demand_tokens_per_s": m.demand_tokens_per_s,
+            "useful_tokens_per_s": m.useful_tokens_per_s,
+        }
         for m in inventory.models.values()
     ]
     gpus = [{"gpu": g.name, "memory_gb": g.memory_gb} for g in inventory.gpus.values()]
@@ -373,17 +379,33 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
             "cloud": q.cloud,
             "region": q.region or "*",
             "gpu": q.gpu or "*",
+            "market": q.market or "*",
             "max_gpus": q.max_gpus,
             "where": q.where,
         }
         for q in inventory.quotas
     ]
+    fleet = inventory.serving
+    serving = [
+        {
+            "survive_spot_loss": fleet.survive_spot_loss,
+            "survive_fraction": fleet.survive_fraction,
+            "max_spot_interruption": fleet.max_spot_interruption,
+        }
+    ]
     columns = {
-        "models": ["name", "num_layers", "layer_memory_gb"],
+        "models": [
+            "name",
+            "num_layers",
+            "layer_memory_gb",
+            "demand_tokens_per_s",
+            "useful_tokens_per_s",
+        ],
         "gpus": ["gpu", "memory_gb"],
         "profiles": ["gpu", "model", "tokens_per_s"],
         "tp_efficiency": ["gpu", "model", "degree", "efficiency"],
-        "quotas": ["cloud", "region", "gpu", "max_gpus", "where"],
+        "quotas": ["cloud", "region", "gpu", "market", "max_gpus", "where"],
+        "serving": ["survive_spot_loss", "survive_fraction", "max_spot_interruption"],
     }
     rows = {
         "models": models,
@@ -391,6 +413,7 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
         "profiles": profiles,
         "tp_efficiency": efficiencies,
         "quotas": quotas,
+        "serving": serving,
     }
     labels = {
         "models": [f"models.{r['name']}" for r in models],
@@ -400,6 +423,7 @@ def inventory_tables(inventory: Inventory) -> dict[str, _Table]:
             f"gpus.{r['gpu']}.models.{r['model']}.tp_efficiency.{r['degree']}" for r in efficiencies
         ],
         "quotas": [r["where"] for r in quotas],
+        "serving": ["serving"],
     }
     return {
         name: _Table(pd.DataFrame(rows[name], columns=columns[name]), labels[name]) for name in rows
@@ -443,6 +467,26 @@ def validate_pools(
     return ValidationReport(
         subject or f"pools for model {model}", tuple(failures), tuple(warnings), len(pools)
     )
+
+
+def validate_fleet_pools(
+    per_model: Mapping[str, pd.DataFrame], *, subject: str = "fleet pools"
+) -> ValidationReport:
+    """The pools suite on each model's pools (the pools it has a profile for), in one report."""
+    failures: list[Finding] = []
+    warnings: list[Finding] = []
+    rows = 0
+    for model, pools in per_model.items():
+        report = validate_pools(pools, model)
+        failures += [_for_model(f, model) for f in report.failures]
+        warnings += [_for_model(f, model) for f in report.warnings]
+        rows += report.row_count
+    return ValidationReport(subject, tuple(failures), tuple(warnings), rows)
+
+
+def _for_model(finding: Finding, model: str) -> Finding:
+    """`finding` with the model named in its table (`pools[llama-3.1-8b]`)."""
+    return Finding(**{**finding.__dict__, "table": f"{finding.table}[{model}]"})
 
 
 # --- files: read and validate in one step --------------------------------------------------

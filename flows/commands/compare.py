@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any
 
-from flows.commands.render import describe_plan, format_cost_per_token, format_table
+from flows.commands.render import (
+    describe_plan,
+    format_cost_per_token,
+    format_table,
+    is_fleet_plan,
+    model_rows,
+)
 from solver import STRATEGIES, Scenario, ScenarioError, load_scenario, solve
 from solver.diff import gap_to_exact
 
@@ -26,7 +32,7 @@ def register(subparsers: Any) -> None:
 def applicable_strategies(scenario: Scenario) -> list[str]:
     """Strategies the scenario has inputs for (min-cost needs a demand, max-throughput a budget)."""
     skip = set()
-    if scenario.solver.demand_tokens_per_s <= 0:
+    if scenario.demand_tokens_per_s <= 0:
         skip.add("min-cost")
     if scenario.solver.budget_per_hour is None:
         skip.add("max-throughput")
@@ -65,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
                 "-" if gap is None else f"{gap:+.1%}",
             )
         )
+        if is_fleet_plan(plan):  # one line per model under the strategy's fleet line
+            for name, tokens, cost, per_token, _ in model_rows(plan):
+                rows.append(("", "", f"  {name}", tokens, cost, per_token, ""))
     headers = ("method", "status", "solution", "tokens/s", "cost/h", "$/token", "vs exact")
     print(format_table(headers, rows))
     return 0

@@ -18,10 +18,38 @@ def describe_replica(replica: dict[str, Any]) -> str:
 
 
 def describe_plan(plan: dict[str, Any]) -> str:
-    """One line: `1x V100 TP1; 2x A10 TP4`."""
+    """One line: `1x V100 TP1; 2x A10 TP4` (on a fleet, each replica led by its model)."""
     if not plan.get("replicas"):
         return "-"
-    return "; ".join(f"{r['count']}x {describe_replica(r)}" for r in plan["replicas"])
+    fleet = is_fleet_plan(plan)
+    return "; ".join(
+        f"{r['count']}x " + (f"{r.get('model', '')}: " if fleet else "") + describe_replica(r)
+        for r in plan["replicas"]
+    )
+
+
+def is_fleet_plan(plan: dict[str, Any]) -> bool:
+    """A plan of more than one model."""
+    return len(plan.get("models") or []) > 1
+
+
+def model_rows(plan: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Per model: name, tokens/s (useful), $/h, $/token, demand."""
+    rows = []
+    for model in plan.get("models") or []:
+        tokens = f"{model['tokens_per_s']:,.0f}"
+        if model["useful_tokens_per_s"] < model["tokens_per_s"] * (1 - 1e-9):
+            tokens += f" ({model['useful_tokens_per_s']:,.0f} useful)"
+        rows.append(
+            (
+                model["name"],
+                tokens,
+                f"${model['cost_per_hour']:,.2f}",
+                format_cost_per_token(model["cost_per_token"]),
+                f"{model['demand_tokens_per_s']:,.0f}",
+            )
+        )
+    return rows
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -48,8 +76,13 @@ def plan_table(plan: dict[str, Any]) -> str:
         f"{format_cost_per_token(plan.get('cost_per_token'))}/token  "
         f"{plan.get('gpus', 0)} GPUs"
     )
+    fleet = is_fleet_plan(plan)
+    if fleet:
+        headers_m = ("model", "tokens/s", "cost/h", "$/token", "demand tokens/s")
+        summary += "\n" + format_table(headers_m, model_rows(plan))
     rows = [
         (
+            *((r.get("model", ""),) if fleet else ()),
             str(r["count"]),
             f"{r['cloud']}/{r['region']}",
             describe_replica(r),
@@ -60,5 +93,12 @@ def plan_table(plan: dict[str, Any]) -> str:
     ]
     if not rows:
         return summary + ("\n" + plan["message"] if plan.get("message") else "")
-    headers = ("count", "where", "stages", "tokens/s each", "$/h each")
+    headers = (
+        *(("model",) if fleet else ()),
+        "count",
+        "where",
+        "stages",
+        "tokens/s each",
+        "$/h each",
+    )
     return summary + "\n" + format_table(headers, rows)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.files import write_text_atomic
-from tasks.prices.schema import PRICE_COLUMNS, PRICE_KEY
+from tasks.prices.schema import OPTIONAL_PRICE_COLUMNS, PRICE_COLUMNS, PRICE_KEY
 
 _TEXT_COLUMNS = ("source", "cloud", "region", "zone", "instance_type", "gpu")
 _PRICE_COLUMNS = ("price_per_hour", "spot_price_per_hour")
@@ -37,10 +37,15 @@ def to_price_table(frame: pd.DataFrame) -> pd.DataFrame:
     Rules: no missing key parts (only `zone` may be ""), `gpus_per_instance` a whole number >= 1,
     prices >= 0 or NaN, at least one of the two prices present, keys unique.
     """
-    missing = [column for column in PRICE_COLUMNS if column not in frame.columns]
+    missing = [
+        column
+        for column in PRICE_COLUMNS
+        if column not in frame.columns and column not in OPTIONAL_PRICE_COLUMNS
+    ]
     if missing:
         raise ValueError(f"missing columns: {', '.join(missing)}")
-    table = frame.loc[:, list(PRICE_COLUMNS)].copy()
+    table = frame.reindex(columns=list(PRICE_COLUMNS)).copy()
+    table["spot_interruption"] = _optional_text(table["spot_interruption"])
     for column in _TEXT_COLUMNS:
         if table[column].isna().any() and column != "zone":
             raise ValueError(f"column {column} has missing values")
@@ -124,7 +129,8 @@ def read_price_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     Parse-level rules, the same for every caller: at most `MAX_PRICE_FILE_BYTES` (checked before
     reading), UTF-8, every row with exactly the header's field count (a ragged row is named),
-    the canonical columns present (extra ones dropped), numbers finite and within
+    the canonical columns present (extra ones dropped; `spot_interruption` may be absent: None),
+    numbers finite and within
     `_NUMBER_LIMITS`, ISO 8601 times. Rows are numbered from 1 for the first data row. Values
     that parse but break policy (negative, zero GPUs, duplicates, stale, above the per-GPU
     ceiling) are left to `tasks.validation.validate_prices` (and `to_price_table`).
@@ -154,17 +160,24 @@ def read_price_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise PriceFileError(file, [f"header repeats column(s) {', '.join(repeated)}"])
-    missing = [column for column in PRICE_COLUMNS if column not in header]
+    missing = [
+        column
+        for column in PRICE_COLUMNS
+        if column not in header and column not in OPTIONAL_PRICE_COLUMNS
+    ]
     if missing:
         raise PriceFileError(
             file, [f"missing column(s) {', '.join(missing)} (header: {', '.join(header)})"]
         )
     frame = pd.DataFrame(rows, columns=header, dtype="str")
-    frame = frame.loc[:, list(PRICE_COLUMNS)].copy()
+    frame = frame.reindex(columns=list(PRICE_COLUMNS)).copy()
+    frame["spot_interruption"] = _optional_text(frame["spot_interruption"])
     problems: list[str] = []
-    for column in _TEXT_COLUMNS:
-        frame[column] = frame[column].astype("str").str.strip()
-        for position in np.flatnonzero(frame[column].str.contains(_CONTROL, regex=True))[:3]:
+    for column in (*_TEXT_COLUMNS, "spot_interruption"):
+        if column != "spot_interruption":
+            frame[column] = frame[column].astype("str").str.strip()
+        flagged = frame[column].str.contains(_CONTROL, regex=True).fillna(False).astype(bool)
+        for position in np.flatnonzero(flagged)[:3]:
             problems.append(
                 f"row {position + 1}, field {column}: control character in "
                 f"{_shown(frame[column].iloc[position])}"
@@ -175,6 +188,16 @@ def read_price_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     if problems:
         raise PriceFileError(file, problems)
     return frame.reset_index(drop=True)
+
+
+def _optional_text(values: pd.Series) -> pd.Series:
+    """Text with missing values (NaN, None, "") as None, dtype object."""
+    cleaned = [
+        None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        for value in values
+    ]
+    stripped = [None if v is None or not v.strip() else v.strip() for v in cleaned]
+    return pd.Series(stripped, index=values.index, dtype="object")
 
 
 def _csv_rows(file: str, text: str) -> tuple[list[str], list[list[str]]]:

@@ -23,7 +23,9 @@ def test_solve_json_follows_the_contract(capsys: pytest.CaptureFixture[str]) -> 
     assert plan["status"] == "optimal"
     replica = plan["replicas"][0]
     assert replica["count"] == 1 and (replica["cloud"], replica["region"]) == ("seed", "lab")
-    assert replica["stages"] == [{"pool": "seed/V100", "gpu": "V100", "tp": 1, "layers": 32}]
+    assert replica["stages"] == [
+        {"pool": "seed/V100", "gpu": "V100", "tp": 1, "layers": 32, "market": "on-demand"}
+    ]
 
 
 def test_console_script_runs_the_seed() -> None:

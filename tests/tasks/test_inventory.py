@@ -112,9 +112,17 @@ def test_loader_errors_name_file_and_path(file: str, where: str, message: str) -
             "unknown",
         ),
         (
-            {"models": {}, "gpus": {}, "quotas": [{"cloud": "aws", "gpu": "T4", "max_gpus": 1}]},
-            "quotas[0]",
-            "only cloud",
+            {"models": {}, "gpus": {}, "quotas": [{"cloud": "aws", "zone": "a", "max_gpus": 1}]},
+            "quotas[0].zone",
+            "unknown field (allowed: cloud, gpu, market, max_gpus, region)",
+        ),
+        ({"serving": {"survive_spot_los": "region"}}, "serving.survive_spot_los", "unknown"),
+        ({"serving": {"survive_fraction": "all"}}, "serving.survive_fraction", "a number"),
+        ({"serving": {"survive_spot_loss": 1}}, "serving.survive_spot_loss", "non-empty text"),
+        (
+            {"models": {"m": {"num_layers": 2, "serving": {"useful_tokens_per_s": "x"}}}},
+            "models.m.serving.useful_tokens_per_s",
+            "a number",
         ),
         (
             {
@@ -139,3 +147,53 @@ def test_weights_gb_absent_for_explicit_model() -> None:
     inventory = load_inventory(SMALL)
     assert inventory.models["tiny"].weights_gb is None
     assert math.isclose(inventory.models["derived"].weights_gb or 0.0, 16.0)
+
+
+def test_example_turns_on_region_resilience() -> None:
+    serving = load_inventory(EXAMPLE).serving
+    assert (serving.survive_spot_loss, serving.survive_fraction) == ("region", 1.0)
+    assert serving.max_spot_interruption == "10-15%" and serving.max_interruption_rank == 2
+    assert set(serving.given) == {"survive_spot_loss", "survive_fraction", "max_spot_interruption"}
+
+
+def test_fleet_serving_defaults_when_left_out() -> None:
+    serving = load_inventory(SMALL).serving
+    assert (serving.survive_spot_loss, serving.survive_fraction, serving.given) == ("none", 1.0, ())
+    assert serving.max_interruption_rank is None
+
+
+def test_useful_throughput_is_kept_out_of_the_solver_options() -> None:
+    document = {
+        "models": {
+            "m": {
+                "num_layers": 2,
+                "layer_memory_gb": 1.0,
+                "serving": {"demand_tokens_per_s": 50, "useful_tokens_per_s": 80},
+            }
+        },
+        "gpus": {},
+        "quotas": [],
+    }
+    model = inventory_from_dict(document).models["m"]
+    assert model.useful_tokens_per_s == 80.0 and model.demand_tokens_per_s == 50.0
+    assert dict(model.serving) == {"demand_tokens_per_s": 50.0}
+
+
+def test_quotas_by_market_region_and_gpu() -> None:
+    quotas = [
+        {"cloud": "aws", "region": "us-east-1", "gpu": "V100", "max_gpus": 12},
+        {"cloud": "aws", "market": "spot", "max_gpus": 6},
+        {"cloud": "aws", "gpu": "T4", "max_gpus": 3},
+    ]
+    inventory = inventory_from_dict({"models": {}, "gpus": {}, "quotas": quotas})
+    assert inventory.available_gpus("aws", "us-east-1", "V100", "on-demand") == 12
+    assert inventory.available_gpus("aws", "us-east-1", "V100", "spot") == 6
+    assert inventory.available_gpus("aws", "eu-west-1", "T4", "on-demand") == 3
+    assert inventory.available_gpus("aws", "eu-west-1", "V100", "on-demand") is None
+    assert inventory.available_gpus("aws", "eu-west-1", "V100", "spot") == 6
+    assert inventory.available_gpus("aws", "us-east-1", "V100") == 6  # either market
+    assert [q.label for q in inventory.quotas] == [
+        "aws/us-east-1/V100/*",
+        "aws/*/*/spot",
+        "aws/*/T4/*",
+    ]

@@ -21,15 +21,19 @@ from tasks.pools import (
     PoolsError,
     build_pools,
     build_scenario,
+    fleet_scenario,
     max_tp_for,
     per_gpu_prices,
+    pool_entries,
     write_scenario,
 )
+from tasks.prices import fetch_prices
 from tasks.validation import read_price_csv, validate_pools
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICES = ROOT / "tests" / "data" / "pools" / "prices-ok.csv"
 SMALL = ROOT / "tests" / "data" / "inventory" / "small.yaml"
+EXAMPLE = ROOT / "config" / "inventory.yaml"
 BAD = ROOT / "tests" / "data" / "bad"
 NOW = "2025-06-02T00:00:00Z"
 
@@ -188,3 +192,199 @@ def test_bad_input_stops_the_pools_command(bad: str, tmp_path) -> None:
     assert code == 2
     assert "INVALID" in stderr and stdout == ""
     assert not out.exists()
+
+
+# --- price mode `both` and the fleet (issues 8, 10) ----------------------------------------
+
+
+def _fleet_solver_present() -> bool:
+    """Whether `solver.scenario.Scenario` reads fleet documents (it has `models`)."""
+    from solver import scenario
+
+    return "models" in getattr(scenario.Scenario, "__dataclass_fields__", {})
+
+
+def test_both_mode_gives_one_pool_per_market(prices: pd.DataFrame) -> None:
+    build = build_pools(prices, load_inventory(SMALL), "tiny", price_mode="both")
+    pools = _by_id(build.pools)
+    assert sorted(pools) == [
+        "aws/us-east-1/T4/on-demand",
+        "aws/us-east-1/T4/spot",
+        "aws/us-east-1/V100/on-demand",
+        "aws/us-east-1/V100/spot",
+        "aws/us-west-2/T4/on-demand",
+        "aws/us-west-2/T4/spot",
+    ]
+    spot, on_demand = pools["aws/us-east-1/V100/spot"], pools["aws/us-east-1/V100/on-demand"]
+    assert (spot["market"], spot["price_per_gpu_hour"], spot["max_tp"]) == ("spot", 0.918, 4)
+    assert (on_demand["market"], on_demand["price_per_gpu_hour"]) == ("on-demand", 3.06)
+    assert on_demand["max_tp"] == 8  # p3.16xlarge has an on-demand price only
+    entries = {e["id"]: e for e in pool_entries(build.pools)}
+    assert entries["aws/us-east-1/V100/spot"]["market"] == "spot"
+    assert validate_pools(build.pools, "tiny").ok
+
+
+def test_single_market_modes_keep_todays_pool_entries(prices: pd.DataFrame) -> None:
+    build = build_pools(prices, load_inventory(SMALL), "tiny", price_mode="spot")
+    assert all("market" not in entry for entry in pool_entries(build.pools))
+    assert set(build.pools["market"]) == {"spot"}
+
+
+def test_quota_with_market_covers_only_that_market(prices: pd.DataFrame) -> None:
+    document = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    document["quotas"] = [{"cloud": "aws", "market": "spot", "max_gpus": 6}]
+    pools = _by_id(
+        build_pools(prices, inventory_from_dict(document), "tiny", price_mode="both").pools
+    )
+    assert sorted(pools) == [
+        "aws/us-east-1/T4/spot",
+        "aws/us-east-1/V100/spot",
+        "aws/us-west-2/T4/spot",
+    ]
+    assert {p["available"] for p in pools.values()} == {6}
+
+
+def test_fleet_scenario_document(prices: pd.DataFrame) -> None:
+    document, notes = fleet_scenario(prices, load_inventory(SMALL))
+    assert [m["name"] for m in document["models"]] == ["tiny", "derived"]
+    assert document["models"][0]["demand_tokens_per_s"] == 0.0
+    pools = {p["id"]: p for p in document["pools"]}
+    assert len(pools) == 6
+    assert pools["aws/us-east-1/V100/spot"]["tokens_per_s"] == {"tiny": 1000.0, "derived": 400.0}
+    assert pools["aws/us-east-1/V100/spot"]["market"] == "spot"
+    assert pools["aws/us-east-1/V100/spot"]["available"] == 10  # offer 12 capped by the aws 10
+    assert pools["aws/us-east-1/T4/spot"]["tp_efficiency"] == {"tiny": {1: 1.0, 2: 0.8, 4: 0.6}}
+    # quotas covering more than one pool cap their sum; the zero gcp quota covers none
+    assert document["quotas"] == [
+        {"cloud": "aws", "region": "us-east-1", "gpu": "V100", "max_gpus": 12},
+        {"cloud": "aws", "region": "us-east-1", "gpu": "T4", "max_gpus": 8},
+        {"cloud": "aws", "max_gpus": 10},
+    ]
+    assert document["solver"] == {}
+    assert any("quota 0" in note for note in notes)
+
+
+def test_fleet_models_useful_throughput_and_resilience(prices: pd.DataFrame) -> None:
+    document = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    document["models"]["tiny"]["serving"] = {
+        "demand_tokens_per_s": 900,
+        "useful_tokens_per_s": 1200,
+        "max_stages": 2,
+    }
+    document["serving"] = {"survive_spot_loss": "region", "survive_fraction": 0.5}
+    fleet, _ = fleet_scenario(prices, inventory_from_dict(document), models=["tiny"])
+    assert fleet["models"] == [
+        {
+            "name": "tiny",
+            "num_layers": 4,
+            "layer_memory_gb": 0.5,
+            "demand_tokens_per_s": 900.0,
+            "useful_tokens_per_s": 1200.0,
+        }
+    ]
+    assert fleet["solver"] == {
+        "max_stages": 2,
+        "survive_spot_loss": "region",
+        "survive_fraction": 0.5,
+    }
+    assert all(set(p["tokens_per_s"]) == {"tiny"} for p in fleet["pools"])
+
+
+def test_fleet_refusals(prices: pd.DataFrame) -> None:
+    inventory = load_inventory(SMALL)
+    with pytest.raises(PoolsError, match="one market per pool"):
+        fleet_scenario(prices, inventory, price_mode="cheapest")
+    with pytest.raises(PoolsError, match="gpt-9"):
+        fleet_scenario(prices, inventory, models=["tiny", "gpt-9"])
+    document = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    document["gpus"]["H100"]["models"] = {"tiny": document["gpus"]["H100"]["models"]["tiny"]}
+    document["models"]["lonely"] = {"num_layers": 2, "layer_memory_gb": 1.0}
+    document["gpus"]["H100"]["models"]["lonely"] = {"tokens_per_s": 10, "source": "test"}
+    with pytest.raises(PoolsError, match="no pool can serve model\\(s\\) lonely"):
+        fleet_scenario(prices, inventory_from_dict(document))  # only lambda has H100: no quota
+    document = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    document["models"]["tiny"]["serving"] = {"max_stages": 2}
+    document["models"]["derived"]["serving"] = {"max_stages": 3}
+    with pytest.raises(PoolsError, match="max_stages differs"):
+        fleet_scenario(prices, inventory_from_dict(document))
+
+
+def test_fleet_in_one_market_names_pools_with_it(prices: pd.DataFrame) -> None:
+    document, _ = fleet_scenario(prices, load_inventory(SMALL), price_mode="spot")
+    assert {p["id"] for p in document["pools"]} == {
+        "aws/us-east-1/T4/spot",
+        "aws/us-east-1/V100/spot",
+        "aws/us-west-2/T4/spot",
+    }
+
+
+def _with_buckets(prices: pd.DataFrame) -> pd.DataFrame:
+    table = prices.copy()
+    buckets = {"p3.2xlarge": ">20%", "p3.8xlarge": "<5%"}
+    table["spot_interruption"] = [buckets.get(t) for t in table["instance_type"]]
+    return table
+
+
+def test_max_spot_interruption_leaves_out_spot_offers_above_it(prices: pd.DataFrame) -> None:
+    document = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    document["serving"] = {"max_spot_interruption": "10-15%"}
+    inventory = inventory_from_dict(document)
+    build = build_pools(_with_buckets(prices), inventory, "tiny", price_mode="both")
+    pools = _by_id(build.pools)
+    spot = pools["aws/us-east-1/V100/spot"]
+    assert spot["price_per_gpu_hour"] == pytest.approx(4.2 / 4)  # p3.2xlarge (>20%) left out
+    assert spot["spot_interruption"] == "<5%" and spot["cheapest_instance_type"] == "p3.8xlarge"
+    assert pools["aws/us-east-1/V100/on-demand"]["price_per_gpu_hour"] == 3.06  # untouched
+    assert pools["aws/us-west-2/T4/spot"]["spot_interruption"] is None  # no bucket: kept
+    notes = "\n".join(build.notes)
+    assert "2 spot price rows left out" in notes and "above 10-15%" in notes
+    assert "gcp publish no such feed" in notes
+    assert validate_pools(build.pools, "tiny").ok
+    # without a ceiling the cheaper, more interrupted offer wins
+    plain = _by_id(
+        build_pools(_with_buckets(prices), load_inventory(SMALL), "tiny", price_mode="both").pools
+    )
+    assert plain["aws/us-east-1/V100/spot"]["price_per_gpu_hour"] == pytest.approx(0.918)
+
+
+def test_fleet_pools_command_writes_the_fleet(tmp_path) -> None:
+    out = tmp_path / "fleet.yaml"
+    code, stdout, stderr = _run(
+        ["pools", "--prices", str(PRICES), "--inventory", str(SMALL), "--out", str(out),
+         "--now", NOW]
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "6 pools, 3 shared quotas for 2 models (both)" in stdout
+    written = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert written["quotas"][-1] == {"cloud": "aws", "max_gpus": 10}
+    assert "A fleet scenario" in out.read_text(encoding="utf-8")
+
+
+def test_fleet_pools_command_refuses_a_model_no_pool_serves(tmp_path) -> None:
+    document = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    document["models"]["lonely"] = {"num_layers": 2, "layer_memory_gb": 1.0}
+    document["gpus"]["H100"]["models"]["lonely"] = {"tokens_per_s": 10, "source": "test"}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(document), encoding="utf-8")
+    out = tmp_path / "fleet.yaml"
+    code, _, stderr = _run(
+        ["pools", "--prices", str(PRICES), "--inventory", str(inventory), "--out", str(out),
+         "--now", NOW]
+    )  # fmt: skip
+    assert code == 2 and not out.exists()
+    assert "pools[lonely]" in stderr and "at least one pool" in stderr
+
+
+@pytest.mark.skipif(not _fleet_solver_present(), reason="the fleet solver has not landed")
+def test_fleet_document_loads_in_the_fleet_solver(prices: pd.DataFrame) -> None:
+    from solver.scenario import scenario_from_dict
+
+    document = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    inventory = inventory_from_dict(document, str(EXAMPLE))
+    snapshot = fetch_prices("snapshot")
+    fleet, _ = fleet_scenario(snapshot, inventory)
+    scenario = scenario_from_dict(fleet, "fleet")
+    assert [m.name for m in scenario.models] == ["llama-3.1-8b", "llama-3.1-70b"]
+    assert {p.market for p in scenario.pools} == {"spot", "on-demand"}
+    assert len(scenario.quotas) == len(fleet["quotas"]) > 0
+    assert scenario.solver.survive_spot_loss == "region"

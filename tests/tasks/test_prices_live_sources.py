@@ -24,6 +24,7 @@ from tasks.prices.errors import (
 from tasks.prices.http import HttpSettings
 from tasks.prices.schema import PRICE_COLUMNS
 from tasks.prices.snapshot import SNAPSHOT_FILES, snapshot_text
+from tasks.validation import validate_prices
 from tests.support.http_server import LoopbackServer, RecordedRequest, Reply
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prices"
@@ -221,6 +222,69 @@ def test_aws_spot_malformed(server: LoopbackServer) -> None:
     server.route("/spot.json", Reply.json({"config": {"regions": [{"region": "x"}]}}))
     with pytest.raises(MalformedResponse, match="unexpected feed shape"):
         fetch_prices("aws-spot", server.url_for("/spot.json"), settings=FAST, progress=quiet)
+
+
+ADVISOR = DATA / "aws" / "spot-advisor-data.json"
+
+
+def test_aws_spot_carries_the_advisor_bucket(server: LoopbackServer) -> None:
+    server.route("/spot.js", Reply.file(DATA / "aws" / "spot.js"))
+    server.route("/spot-advisor-data.json", Reply.file(ADVISOR))
+    messages: list[str] = []
+    table = fetch_prices(
+        "aws-spot", server.url_for("/spot.js"), settings=FAST, progress=messages.append
+    )
+    assert len(server.requests_to("/spot-advisor-data.json")) == 1
+    # the sample's r is 2 everywhere (a placeholder): ranges[2].label
+    assert set(table["spot_interruption"]) == {"10-15%"}
+    assert "16 GPU spot prices, 16 with an interruption bucket" in messages[-1]
+    assert validate_prices(table).ok
+
+
+def test_aws_spot_advisor_beside_a_mirror_base(server: LoopbackServer) -> None:
+    server.route("/mirror/spot.json", Reply.file(DATA / "aws" / "spot.json"))
+    advisor = json.loads(ADVISOR.read_text(encoding="utf-8"))
+    advisor["spot_advisor"]["us-east-1"]["Linux"]["p4d.24xlarge"]["r"] = 0
+    del advisor["spot_advisor"]["eu-central-1"]
+    advisor["spot_advisor"]["us-west-2"]["Linux"]["m5.large"] = {"s": 50, "r": 99}  # not a GPU
+    server.route("/mirror/spot-advisor-data.json", Reply.json(advisor))
+    table = fetch_prices("aws-spot", server.url_for("/mirror"), settings=FAST, progress=quiet)
+    buckets = table.set_index(["region", "instance_type"])["spot_interruption"]
+    assert buckets[("us-east-1", "p4d.24xlarge")] == "<5%"
+    assert buckets[("us-west-2", "p5.48xlarge")] == "10-15%"
+    assert buckets[("eu-central-1", "p3.2xlarge")] is None  # the advisor does not list it
+
+
+def test_aws_spot_without_an_advisor_keeps_prices_and_says_so(server: LoopbackServer) -> None:
+    server.route("/spot.json", Reply.file(DATA / "aws" / "spot.json"))  # the advisor: 404
+    messages: list[str] = []
+    table = fetch_prices(
+        "aws-spot", server.url_for("/spot.json"), settings=FAST, progress=messages.append
+    )
+    assert len(table) == 16 and table["spot_interruption"].isna().all()
+    assert any("spot advisor unavailable" in m and "404" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("<html>maintenance</html>", "not the spot advisor's JSON"),
+        ('{"ranges": [{"index": 0, "label": "<5%"}], "spot_advisor": '
+         '{"us-east-1": {"Linux": {"p4d.24xlarge": {"s": 60, "r": 7}}}}}', "not a range index"),
+        ('{"ranges": "none", "spot_advisor": {}}', "no ranges list"),
+    ],
+)  # fmt: skip
+def test_aws_spot_malformed_advisor(server: LoopbackServer, body: str, message: str) -> None:
+    server.route("/spot.json", Reply.file(DATA / "aws" / "spot.json"))
+    server.route("/spot-advisor-data.json", Reply.text(body))
+    with pytest.raises(MalformedResponse, match=message) as caught:
+        fetch_prices("aws-spot", server.url_for("/spot.json"), settings=FAST, progress=quiet)
+    assert caught.value.url.endswith("/spot-advisor-data.json")
+
+
+def test_aws_spot_advisor_url_is_checked_like_the_feed() -> None:
+    with pytest.raises(InsecureUrl):
+        get_source("aws-spot", advisor_url="http://spot-bid-advisor.example/advisor.json")
 
 
 def catalog_routes(server: LoopbackServer) -> None:

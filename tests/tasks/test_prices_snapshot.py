@@ -15,7 +15,7 @@ from tasks.prices import SOURCE_NAMES, PriceSource, fetch_prices, get_source
 from tasks.prices.errors import MalformedResponse, SourceConfigError
 from tasks.prices.schema import PRICE_COLUMNS, PRICE_KEY
 from tasks.prices.skypilot import catalog_to_table, parse_catalog_csv
-from tasks.prices.table import read_price_csv, write_price_csv
+from tasks.prices.table import read_price_csv, to_price_table, write_price_csv
 
 FETCHED_AT = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -155,10 +155,11 @@ def test_read_price_csv_keeps_empty_zone_and_missing_spot(tmp_path: Path) -> Non
     path = tmp_path / "p.csv"
     path.write_text(
         ",".join(PRICE_COLUMNS) + "\n"
-        "file,azure,eastus,,Standard_NC6s_v3,V100,1,3.06,,2025-06-01T12:00:00Z\n"
+        "file,azure,eastus,,Standard_NC6s_v3,V100,1,3.06,,2025-06-01T12:00:00Z,\n"
     )
     table = read_price_csv(path)
     assert table.loc[0, "zone"] == "" and math.isnan(table.loc[0, "spot_price_per_hour"])
+    assert table.loc[0, "spot_interruption"] is None
     assert table.loc[0, "fetched_at"] == pd.Timestamp("2025-06-01T12:00:00", tz="UTC")
 
 
@@ -205,3 +206,19 @@ def test_cli_prices_source_failure_exit_1(capsys: pytest.CaptureFixture[str]) ->
         assert main(["prices", "--source", "aws-spot", "--from", server.url_for("/spot.json")]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("replan prices: aws-spot: HTTP 403") and "/spot.json" in error
+
+
+def test_price_csv_without_spot_interruption_reads_as_none(tmp_path: Path) -> None:
+    """Files written before the column existed still read; the column comes back as None."""
+    path = tmp_path / "p.csv"
+    columns = [c for c in PRICE_COLUMNS if c != "spot_interruption"]
+    path.write_text(
+        ",".join(columns) + "\n"
+        "file,aws,us-east-1,,p3.2xlarge,V100,1,3.06,0.9,2025-06-01T12:00:00Z\n"
+    )
+    table = read_price_csv(path)
+    assert list(table.columns) == list(PRICE_COLUMNS)
+    assert table.loc[0, "spot_interruption"] is None
+    written = tmp_path / "again.csv"
+    write_price_csv(to_price_table(table.assign(spot_interruption=["5-10%"])), written)
+    assert read_price_csv(written).loc[0, "spot_interruption"] == "5-10%"

@@ -68,6 +68,10 @@ BAD_PRICES = {
     "prices-fractional-gpus.csv": ("whole number of GPUs", "row 3 aws/us-east-1/use1-az1/"),
     "prices-above-ceiling.csv": ("<= 60 USD", "row 2 aws/us-east-1/use1-az1/p3.8xlarge: 306"),
     "prices-empty-gpu.csv": ("gpu not empty", "row 1 aws/us-east-1/use1-az1/p3.2xlarge"),
+    "prices-bad-interruption.csv": (
+        "spot advisor bucket or empty",
+        "row 2 aws/us-east-1/use1-az1/p3.8xlarge: '12%'",
+    ),
 }
 # file -> what the read error names (row, field)
 UNREADABLE_PRICES = {
@@ -191,7 +195,20 @@ def test_report_is_short_for_many_bad_rows() -> None:
 BAD_INVENTORY = {
     "inventory-negative-quota.yaml": ("quota max_gpus >= 0", "quotas[1]: -4"),
     "inventory-negative-throughput.yaml": ("tokens_per_s > 0", "gpus.T4.models.m: -150"),
-    "inventory-duplicate-quota.yaml": ("one quota per (cloud, region, gpu)", "quotas[1]"),
+    "inventory-duplicate-quota.yaml": ("one quota per (cloud, region, gpu, market)", "quotas[1]"),
+    "inventory-duplicate-market-quota.yaml": (
+        "one quota per (cloud, region, gpu, market)",
+        "quotas[2]: 'aws', 'us-east-1', 'V100', 'spot'",
+    ),
+    "inventory-bad-market.yaml": ("quota market is on-demand or spot", "quotas[1]: 'preemptible'"),
+    "inventory-survive-fraction.yaml": ("serving.survive_fraction in (0, 1]", "serving: 1.5"),
+    "inventory-survive-domain.yaml": (
+        "survive_spot_loss is none, region or cloud",
+        "serving: 'zone'",
+    ),
+    "inventory-bad-interruption.yaml": ("AWS spot advisor bucket", "serving: '12%'"),
+    "inventory-zero-useful.yaml": ("useful_tokens_per_s > 0", "models.m: 0"),
+    "inventory-unknown-serving.yaml": ("readable", "serving.survive: unknown field"),
     "inventory-unknown-gpu.yaml": ("known GPU name", "gpus.T-4"),
     "inventory-tp-efficiency.yaml": ("TP efficiency in (0, 1]", "tp_efficiency.2: 1.4"),
     "inventory-zero-layers.yaml": ("num_layers between 1 and 1000", "models.m: 0"),
