@@ -370,7 +370,7 @@ def test_every_source_failing_falls_back_to_young_saved_prices(deployment: Deplo
 def test_every_source_failing_with_only_old_saved_prices_fails(deployment: Deployment) -> None:
     three_days_ago = datetime.now(UTC) - timedelta(days=3)
     deployment.run(deployment.prices("prices-baseline.csv", fetched_at=three_days_ago))
-    with pytest.raises(NoPrices, match="no saved prices are younger than 2 days"):
+    with pytest.raises(NoPrices, match="no saved prices are younger than 48 h"):
         deployment.run(deployment.root / "no-such-prices.csv", fallback_max_age_hours=48)
     run_id = newest_run_id(deployment, "failed")
     assert store_of(deployment).run_plans(run_id) == []
