@@ -260,7 +260,7 @@ def test_fleet_scenario_document(prices: pd.DataFrame) -> None:
         {"cloud": "aws", "region": "us-east-1", "gpu": "T4", "max_gpus": 8},
         {"cloud": "aws", "max_gpus": 10},
     ]
-    assert document["solver"] == {}
+    assert document["solver"] == {"time_limit_s": 120.0}  # the default: every solve bounded
     assert any("quota 0" in note for note in notes)
 
 
@@ -286,6 +286,7 @@ def test_fleet_models_useful_throughput_and_resilience(prices: pd.DataFrame) -> 
         "max_stages": 2,
         "survive_spot_loss": "region",
         "survive_fraction": 0.5,
+        "time_limit_s": 120.0,
     }
     assert all(set(p["tokens_per_s"]) == {"tiny"} for p in fleet["pools"])
 
