@@ -310,7 +310,28 @@ def warnings(inputs: ReportInputs) -> list[str]:
     fallback = str(inputs.freshness.get("fallback") or "") if inputs.freshness else ""
     if fallback and not fallback.startswith("none"):
         found.append(f"Fallback prices: {fallback}.")
+    unproven = unproven_warning(inputs.exact)
+    if unproven:
+        found.append(unproven)
     return found
+
+
+def unproven_warning(exact: Mapping[str, Any] | None) -> str | None:
+    """Say so when the exact plan is the best found within the time limit, not a proven optimum."""
+    if not exact or exact.get("status") != "feasible":
+        return None
+    bound = exact.get("lower_bound_cost_per_token")
+    gap = exact.get("mip_gap")
+    within = ""
+    if isinstance(gap, int | float) and isinstance(bound, int | float) and bound > 0:
+        within = (
+            f"; it is at most {100 * gap:.1f} % above the optimum (no plan costs less than "
+            f"{usd_per_mtoken(bound)} per million tokens)"
+        )
+    return (
+        "Not proven optimal: the solver's time limit ended the exact search before its proof, so "
+        f"tonight's plan is the best found{within}."
+    )
 
 
 def framing(inputs: ReportInputs) -> list[str]:
