@@ -335,6 +335,8 @@ def _fleet_summary(
         "cost_per_hour": exact["cost_per_hour"],
         "cost_per_token": exact["cost_per_token"],
         "gpus": exact.get("gpus", 0),
+        # an unproven exact plan (the time limit ended its search): its proven gap
+        "proven_gap": exact.get("mip_gap") if exact["status"] == "feasible" else None,
         "gap_to_exact": gaps,
     }
     line = resilience_line(exact, unconstrained)

@@ -152,7 +152,12 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines += [
         f"fleet: {result['status']}  {result['tokens_per_s']:,.0f} tokens/s  "
         f"${result['cost_per_hour']:,.2f}/h  ${result['cost_per_token'] or 0:.3e}/token  "
-        f"{result['gpus']} GPUs",
+        f"{result['gpus']} GPUs"
+        + (
+            f"  (not proven optimal: at most {result['proven_gap']:.1%} above the optimum)"
+            if result.get("proven_gap") is not None
+            else ""
+        ),
         f"  {action}: {result['reason']}",
         f"  gap to exact: {gaps or '-'}",
     ]
