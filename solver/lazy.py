@@ -19,7 +19,15 @@ from pyomo.common.tee import capture_output
 from solver import deadline
 from solver.deadline import DeadlineExceeded
 from solver.lazy_lp import Limits, LpSolution, pricing_bounds, solve_lp
-from solver.milp import SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals, requirements_of
+from solver.milp import (
+    KTOKENS,
+    SOLVER_LOCK,
+    MilpResult,
+    PlacementMilp,
+    mix_totals,
+    requirements_of,
+    tokens_by_model,
+)
 from solver.replicas import (
     ConfigLimitExceeded,
     ReplicaConfig,
@@ -117,12 +125,23 @@ class LazyPlacementMilp:
             return self._milp_solve(kwargs, started, proven=False)
         if lp.slack > 1e-7:
             return MilpResult("infeasible", {}, None, None, time.perf_counter() - started)
-        result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
-        if not prove:
-            return result
-        incumbent_cost = self.totals(result.counts)[1] if result.counts else 0.0
-        # wide enough to hold every plan tied with the optimum (relative 1e-9 of its cost)
-        tolerance = 1e-7 * max(1.0, abs(lp.objective)) + 1e-8 * incumbent_cost
+        if prove and start:
+            # the start bounds the optimum: price its gap first, so one MILP settles it
+            start_gap = self._objective(limits, start) - lp.objective
+            tolerance = self._tolerance(lp, start)
+            try:
+                self._price(limits, lp, start_gap + tolerance)
+            except (ConfigLimitExceeded, DeadlineExceeded):
+                return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
+            result = self._milp_solve(kwargs, started, proven=True, lp_bound=lp.objective)
+            priced = start_gap + tolerance
+            if result.objective is not None and result.objective - lp.objective <= priced:
+                return result  # every column that could do better is in the model
+        else:
+            result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
+            if not prove:
+                return result
+        tolerance = self._tolerance(lp, result.counts)
         gap = (result.objective - lp.objective) if result.objective is not None else None
         threshold = gap if gap is not None else max(1e-6, 0.05 * abs(lp.objective))
         for _ in range(MAX_GAP_ROUNDS):
@@ -152,6 +171,23 @@ class LazyPlacementMilp:
         return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _tolerance(self, lp: LpSolution, counts: dict[int, int]) -> float:
+        """Pricing slack wide enough to hold every plan tied with the optimum (1e-9 of its cost)."""
+        incumbent_cost = self.totals(counts)[1] if counts else 0.0
+        return 1e-7 * max(1.0, abs(lp.objective)) + 1e-8 * incumbent_cost
+
+    def _objective(self, limits: Limits, counts: dict[int, int]) -> float:
+        """The solve's objective at a plan (configuration index -> replicas)."""
+        useful, cost, gpus = self.totals(counts)
+        by_model = tokens_by_model(self.configs, counts)
+        raw = sum(w * by_model.get(m, 0.0) for m, w in limits.model_weights.items())
+        return (
+            limits.cost_weight * cost
+            - limits.throughput_weight * useful / KTOKENS
+            - raw / KTOKENS
+            + limits.gpu_weight * gpus
+        )
 
     def _add(self, configs: list[ReplicaConfig]) -> int:
         added = 0
