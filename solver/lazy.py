@@ -170,6 +170,40 @@ class LazyPlacementMilp:
                 threshold = math.inf
         return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
 
+    def lp_ratio(self, ratio: float, tolerance: float) -> tuple[float, float, float] | None:
+        """Least cost per useful ktokens/s of the LP relaxation over every configuration.
+
+        Dinkelbach on the LP from `ratio` (any value): each step minimises C - lam V over the LP
+        (column generation) and moves lam to the ratio of the LP plan, which converges from above
+        to the LP optimum lam_LP <= the integer optimum. Returns (lam_LP as the last LP plan's
+        ratio, the LP value at it, the LP plan's cost per hour) or None when the LP has no
+        throughput or a budget ran out.
+        """
+        attained = False  # from the first move on, lam is the ratio of an LP plan: F_LP <= 0
+        for _ in range(MAX_GAP_ROUNDS):
+            limits = Limits(1.0, ratio, 0.0, {}, requirements_of(self.scenario), None, None, None)
+            try:
+                lp = self._column_generation(limits)
+            except (ConfigLimitExceeded, DeadlineExceeded):
+                return None
+            if lp.slack > 1e-7:
+                return None
+            values = list(lp.values)
+            by_model: dict[int, float] = {}
+            for config, x in zip(self.configs, values, strict=False):
+                by_model[config.model] = by_model.get(config.model, 0.0) + x * config.tokens_per_s
+            useful = sum(
+                t if (cap := self.scenario.models[m].useful_tokens_per_s) is None else min(t, cap)
+                for m, t in by_model.items()
+            )
+            cost = sum(x * c.cost_per_hour for c, x in zip(self.configs, values, strict=False))
+            if useful <= 0:
+                return None
+            if attained and lp.objective >= -tolerance * cost:
+                return ratio, lp.objective, cost
+            ratio, attained = cost / (useful / KTOKENS), True
+        return None
+
     # -- internals ----------------------------------------------------------------------------
 
     def _tolerance(self, lp: LpSolution, counts: dict[int, int]) -> float:
