@@ -197,6 +197,8 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             bounds.add(ratio, result.bound)
         if result.counts and attained and _value(milp, result, ratio) >= 0:
             proofs += 1  # nothing better found quickly: settle F(ratio) exactly
+            if best is not None and _value(milp, best, ratio) < _value(milp, result, ratio):
+                result = best  # the lowest start: the lazy model prices only its gap
             _, cost, _ = _totals_k(milp, result.counts)
             result = milp.solve(
                 cost_weight=1.0,
