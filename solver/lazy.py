@@ -37,6 +37,7 @@ from solver.replicas import (
 from solver.scenario import Scenario
 
 MAX_GAP_ROUNDS = 12
+PRICING_TIME_SHARE = 0.5  # of the time left, at most, for one pricing search
 
 
 class LazyPlacementMilp:
@@ -279,8 +280,12 @@ class LazyPlacementMilp:
         started = time.perf_counter()
         bounds = pricing_bounds(self.scenario, limits, lp, threshold)
         budget = SearchBudget(self.node_budget)
+        left = deadline.remaining_s()
+        # one search may use a share of the time left: the rest is for a MILP over what is found
+        share = None if left is None else max(0.0, PRICING_TIME_SHARE * left)
         try:
-            found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
+            with deadline.deadline(share):
+                found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
         finally:
             self.pricing_seconds += time.perf_counter() - started
         budget.found = self._add(found)
