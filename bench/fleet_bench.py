@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import time
 from collections import defaultdict
@@ -164,7 +165,14 @@ def solve_document(fleet: Mapping[str, Any], strategy: str) -> tuple[dict[str, A
 
     started = time.perf_counter()
     plan = solve(scenario_from_dict(dict(fleet), "bench"), strategy).to_json()
-    return plan, time.perf_counter() - started
+    wall_s = time.perf_counter() - started
+    print(
+        f"  {strategy}: {plan.get('status')} in {wall_s:.2f} s, "
+        f"{plan.get('cost_per_hour')} $/h, {len(fleet['pools'])} pools",
+        file=sys.stderr,
+        flush=True,
+    )
+    return plan, wall_s
 
 
 def stage_gpus(plan: Mapping[str, Any]) -> dict[str, int]:
@@ -525,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prices = fetch_prices("snapshot")
     solving = fleet_solver_present()
+    load_before = os.getloadavg()[0]
     parts = [
         "## Fleet sizes (exact; every bundled AWS/GCP/Azure offer, both markets)",
         "",
@@ -570,6 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts += [f"- {note}" for note in notes]
     else:
         parts += ["", "The fleet solver is not present: scenarios built, nothing solved."]
+    parts += [
+        "",
+        f"{os.cpu_count()} CPUs; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other work on the machine slows every timing).",
+    ]
     text = "\n".join(parts) + "\n"
     print(text)
     if args.out:

@@ -9,25 +9,31 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.state_secret import state_url_with_password
 from solver import scenario_from_dict
-from solver.diff import compare_to_published, gap_to_exact
+from solver.diff import gap_to_exact
+from solver.frontier import frontier
+from tasks.export import RunExport, ServingLimits, export_for_run, serving_limits
+from tasks.export.source import PlanSource
 from tasks.pipeline import (
     PriceInputs,
-    build_scenario_task,
+    build_fleet_scenario_task,
     fetch_prices_task,
     file_digest,
-    frontier_task,
     load_inventory_task,
     price_moves,
+    resilience_of,
     solve_task,
     validate_prices_task,
+    without_resilience,
 )
 from tasks.report import (
+    ExportNote,
     Report,
+    ReportLinks,
     build_report,
     chart_file_name,
     combine_reports,
@@ -35,11 +41,22 @@ from tasks.report import (
     report_links,
     write_report,
 )
+from tasks.report.fleet import resilience_line
 from tasks.slack import post_to_slack, webhook_url_from_settings
-from tasks.state import PublishedPlan, StateStore, publish_once, stable_hash
+from tasks.state import (
+    FLEET_MODEL,
+    PublishedPlan,
+    StateStore,
+    publish_once,
+    published_fleet,
+    stable_hash,
+)
+from tasks.state.diff import FleetComparison, compare_fleet_to_published
 from tasks.validation import ValidationFailed
 
 DEFAULT_STRATEGIES = ("exact", "iterative", "weighted")
+DEFAULT_PRICE_MODE = "both"  # a pool per market: spot and on-demand side by side
+UNCONSTRAINED_STRATEGY = "exact-without-resilience"  # recorded for the price of resilience
 SNAPSHOT_MAX_AGE_DAYS = 36_500.0  # the bundled snapshot is dated; its age shows in the report
 ABANDONED_AFTER_HOURS = 6.0
 
@@ -53,7 +70,7 @@ def nightly_replan(
     strategies: list[str] | None = None,
     switch_threshold: float = 0.02,
     dry_run: bool = False,
-    price_mode: str = "spot",
+    price_mode: str = DEFAULT_PRICE_MODE,
     max_price_age_days: float | None = None,
     fallback_max_age_hours: float = 48.0,
     state_url: str | None = None,
@@ -61,7 +78,8 @@ def nightly_replan(
     slack_max_attempts: int = 4,
     slack_backoff_s: float = 1.0,
 ) -> dict[str, Any]:
-    """Re-plan every model of the inventory and publish the placements that changed."""
+    """Re-plan the whole fleet (every model on shared GPUs and quotas) and publish it when its
+    placement changed enough: one report, one export and at most one Slack message a run."""
     sources = list(sources or ["snapshot"])
     strategies = list(strategies or DEFAULT_STRATEGIES)
     if "exact" not in strategies:
@@ -96,54 +114,62 @@ def nightly_replan(
         unknown = [m for m in model_names if m not in fleet.models]
         if unknown:
             raise ValueError(f"models not in the inventory: {', '.join(unknown)}")
-        scenarios = {
-            m: build_scenario_task.submit(prices.table, fleet, m, price_mode) for m in model_names
-        }
-        solving = {
-            (m, s): solve_task.submit(scenarios[m], s) for m in model_names for s in strategies
-        }
-        frontiers = {m: frontier_task.submit(scenarios[m]) for m in model_names}
+        document, pool_notes = build_fleet_scenario_task.submit(
+            prices.table, fleet, model_names, price_mode
+        ).result()
+        solving = {s: solve_task.submit(document, s) for s in strategies}
+        resilient = resilience_of(document) != "none"
+        unconstrained_future = (
+            solve_task.submit(without_resilience(document), "exact") if resilient else None
+        )
+        frontier_future = fleet_frontier_task.submit(document)
+        plans = {s: solving[s].result() for s in strategies}
+        unconstrained = unconstrained_future.result() if unconstrained_future else None
+        recorded = dict(plans)
+        if unconstrained is not None:
+            recorded[UNCONSTRAINED_STRATEGY] = unconstrained
+        plan_id = store.record_plans(run_id, FLEET_MODEL, recorded)["exact"]
         channel, webhook = publication_channel()
-        results: dict[str, Any] = {}
-        reports: dict[str, Report] = {}
-        to_publish: dict[str, int] = {}  # model -> id of its exact plan
         run_dir = Path(reports_dir) / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-run{run_id}"
-        rebuild: dict[str, Callable[[PublishedPlan | None], tuple[Report, Any]]] = {}
-        built_against: dict[str, PublishedPlan | None] = {}
-        for model in model_names:
-            scenario_document = scenarios[model].result()
-            plans = {s: solving[(model, s)].result() for s in strategies}
-            plan_ids = store.record_plans(run_id, model, plans)
-            published = built_against[model] = store.last_published(model, channel)
-            # the report again against another publication state (a concurrent run's post)
-            rebuild[model] = partial(
-                _report,
-                model,
-                scenario_document,
-                plans,
-                frontier=frontiers[model].result(),
-                prices=prices,
-                previous_prices=previous_prices.table if previous_prices else None,
-                price_mode=price_mode,
-                threshold=switch_threshold,
-                dry_run=dry_run,
-                run_dir=run_dir,
-            )
-            report, comparison = rebuild[model](published)
-            reports[model] = report
-            results[model] = _model_summary(plans, comparison.decision)
-            if comparison.decision.publish and not dry_run:
-                to_publish[model] = plan_ids["exact"]
+        published = published_fleet(store, channel)
+        # the fleet that runs: a published fleet plan, or the union of pre-fleet plans
+        union_before = (
+            published is not None
+            and published.model == FLEET_MODEL
+            and (store.last_published(FLEET_MODEL, channel) is None)
+        )
+        run_export = write_export_task(
+            plans["exact"], run_dir, store, run_id, serving_limits(fleet.models)
+        )
+        rebuild = partial(
+            _report,
+            document,
+            plans,
+            frontier=frontier_future.result(),
+            prices=prices,
+            previous_prices=previous_prices.table if previous_prices else None,
+            price_mode=price_mode,
+            threshold=switch_threshold,
+            dry_run=dry_run,
+            run_dir=run_dir,
+            export=run_export,
+            unconstrained=unconstrained,
+            notes=pool_notes,
+        )
+        report, comparison = rebuild(published)
+        reports = {FLEET_MODEL: report}
+        result = _fleet_summary(plans, comparison.decision, unconstrained)
         # the report is written before posting, so a run whose post fails still leaves it
         report_paths = _write_reports(reports, run_dir)
-        for model, plan_id in to_publish.items():
+        if comparison.decision.publish and not dry_run:
             posted, decision = _publish_model(
-                store, model, plan_id, channel, reports, rebuild[model], built_against[model],
+                store, FLEET_MODEL, plan_id, channel, reports, rebuild,
+                None if union_before else published,
                 webhook, slack_max_attempts, slack_backoff_s,
             )  # fmt: skip
-            results[model]["posted"] = posted
+            result["posted"] = posted
             if decision is not None:  # rebuilt against a concurrent run's publication
-                results[model].update(
+                result.update(
                     decision=decision.kind, reason=decision.reason, publish=decision.publish
                 )
                 report_paths = _write_reports(reports, run_dir)
@@ -159,8 +185,10 @@ def nightly_replan(
                 "fallback": prices.fallback_note,
                 "rows": len(prices.table),
             },
-            "models": results,
+            "fleet": result,
+            "models": _per_model(plans["exact"]),
             "report": str(report_paths.get("markdown", "")),
+            "export": run_export.to_json(),
         }
     except ValidationFailed as exc:
         store.finish_run(run_id, "invalid", exc.report.render(), prices_hash=prices_hash)
@@ -184,7 +212,6 @@ def publication_channel() -> tuple[str, Any]:
 
 
 def _report(
-    model: str,
     scenario_document: dict[str, Any],
     plans: dict[str, dict[str, Any]],
     published: PublishedPlan | None,
@@ -195,10 +222,15 @@ def _report(
     threshold: float,
     dry_run: bool = False,
     run_dir: Path | None = None,
-) -> tuple[Report, Any]:
-    scenario = scenario_from_dict(scenario_document, source=f"scenario of {model}")
-    previous_plan = published.plan if published else None
-    comparison = compare_to_published(previous_plan, plans["exact"], scenario, threshold)
+    export: RunExport | None = None,
+    unconstrained: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[Report, FleetComparison]:
+    """The fleet's report against `published` (the fleet that runs), and the comparison."""
+    scenario = scenario_from_dict(scenario_document, source="fleet scenario")
+    comparison = compare_fleet_to_published(
+        published.plan if published else None, plans["exact"], scenario, threshold
+    )
     age = datetime.now(UTC) - prices.fetched_at
     freshness = {
         "source": prices.source,
@@ -206,10 +238,17 @@ def _report(
         "age": f"{age.days} d {age.seconds // 3600} h",
         "fallback": prices.fallback_note or "none: the source answered",
     }
+    if notes:
+        freshness["pools left out"] = "; ".join(notes)
+    links = (
+        report_links(run_dir, chart_file_name(FLEET_MODEL), flow_run_id=_flow_run_id())
+        if run_dir is not None
+        else None
+    )
     report = build_report(
-        model,
+        FLEET_MODEL,
         plans,
-        previous_plan,
+        comparison.previous,
         comparison.diff,
         comparison.decision,
         frontier,
@@ -218,31 +257,109 @@ def _report(
         if previous_prices is not None
         else None,
         freshness,
-        scenario.solver.demand_tokens_per_s,
+        sum(model.demand_tokens_per_s for model in scenario.models),
         dry_run=dry_run,
-        links=report_links(run_dir, chart_file_name(model), flow_run_id=_flow_run_id())
-        if run_dir is not None
-        else None,
-        pool_tokens_per_s={pool.id: pool.tokens_per_s for pool in scenario.pools},
+        links=links,
+        pool_tokens_per_s=_best_rates(scenario),
+        export=_export_note(export, links),
+        unconstrained=unconstrained,
     )
     return report, comparison
 
 
-def _model_summary(plans: dict[str, dict[str, Any]], decision: Any) -> dict[str, Any]:
+def _best_rates(scenario: Any) -> dict[str, float]:
+    """Each pool's best single-GPU tokens/s over the models that can use it."""
+    rates = {}
+    for pool in scenario.pools:
+        found = [r for m in scenario.models if (r := pool.rate(m.name)) is not None]
+        if found:
+            rates[pool.id] = max(found)
+    return rates
+
+
+def _export_note(export: RunExport | None, links: ReportLinks | None) -> ExportNote | None:
+    """The export as the report names it: its README's URL when served, else its folder."""
+    if export is None:
+        return None
+    location = (links.export_url if links else None) or str(export.out_dir.absolute())
+    return ExportNote(
+        location=location,
+        text=export.summary if export.written else export.error,
+        written=export.written,
+    )
+
+
+@task(name="write-export", cache_policy=NO_CACHE)  # writes files: never skipped
+def write_export_task(
+    plan: dict[str, Any],
+    run_dir: Path,
+    store: StateStore,
+    run_id: int,
+    limits: dict[str, ServingLimits],
+) -> RunExport:
+    """Tonight's exact plan as launch specs in `<run_dir>/export`, against what runs now.
+
+    Never raises: an export that cannot be written is said in the report and the summary.
+    """
+    try:
+        previous = PlanSource(store).previous(run_id)
+    except Exception as exc:  # the store's view of the running fleet: the diff is optional
+        get_run_logger().warning("export: no comparison with the running plan: %s", exc)
+        previous = None
+    notes = list(previous.notes) if previous else []
+    run_export = export_for_run(
+        plan,
+        run_dir,
+        previous=previous.plan if previous else None,
+        serving_limits=limits,
+        notes=notes,
+    )
+    if not run_export.written:
+        get_run_logger().warning(run_export.line())
+    return run_export
+
+
+def _fleet_summary(
+    plans: dict[str, dict[str, Any]], decision: Any, unconstrained: dict[str, Any] | None
+) -> dict[str, Any]:
     exact = plans["exact"]
     gaps = {s: gap_to_exact(p, exact) for s, p in plans.items() if s != "exact"}
-    return {
+    summary = {
         "decision": decision.kind,
         "reason": decision.reason,
         "publish": decision.publish,
         "posted": False,
         "status": exact["status"],
         "tokens_per_s": exact["tokens_per_s"],
+        "useful_tokens_per_s": exact.get("useful_tokens_per_s", exact["tokens_per_s"]),
         "cost_per_hour": exact["cost_per_hour"],
         "cost_per_token": exact["cost_per_token"],
         "gpus": exact.get("gpus", 0),
         "gap_to_exact": gaps,
     }
+    line = resilience_line(exact, unconstrained)
+    if line:
+        summary["resilience"] = line
+    return summary
+
+
+def _per_model(exact: dict[str, Any]) -> dict[str, Any]:
+    """Each model's figures in tonight's exact fleet plan."""
+    keys = ("tokens_per_s", "useful_tokens_per_s", "cost_per_hour", "cost_per_token", "gpus")
+    return {
+        str(model["name"]): {key: model.get(key) for key in ("demand_tokens_per_s", *keys)}
+        for model in exact.get("models") or []
+    }
+
+
+@task(name="frontier")
+def fleet_frontier_task(scenario_document: dict[str, Any]) -> list[tuple[float, float]]:
+    """The chart's cost/throughput frontier of the fleet; context only, so a failure is empty."""
+    try:
+        return frontier(scenario_from_dict(scenario_document))
+    except Exception as exc:  # the chart then shows the plans alone
+        get_run_logger().warning("no frontier for the chart: %s", exc)
+        return []
 
 
 def _flow_run_id() -> str | None:

@@ -28,7 +28,7 @@ from flows.state_secret import state_url_with_password
 from tasks.inventory import Inventory
 from tasks.pipeline import fetch_prices_task, load_inventory_task, validate_prices_task
 from tasks.pools import build_pools
-from tasks.state import StateStore
+from tasks.state import StateStore, published_fleet
 
 EVENT_NAME = "replan.prices.changed"
 RESOURCE_PREFIX = "replan.pool."
@@ -140,6 +140,34 @@ def plan_pool_ids(plan: Mapping[str, Any]) -> set[str]:
     }
 
 
+def model_plan(plan: Mapping[str, Any], model: str, market: str) -> dict[str, Any] | None:
+    """One model's part of a published fleet plan, on the watch's pool ids.
+
+    Fleet pools name their market (`cloud/region/GPU/spot`); the watch prices one market under
+    `cloud/region/GPU`, so the model's stages in that market are renamed and the others left
+    out. Pre-fleet plans (pools without a market) are kept as they are. None: no replica.
+    """
+    replicas = []
+    for replica in plan.get("replicas") or []:
+        if replica.get("model", model) != model:
+            continue
+        stages = []
+        for stage in replica.get("stages") or []:
+            pool = str(stage["pool"])
+            head, _, suffix = pool.rpartition("/")
+            if suffix in ("spot", "on-demand") and pool.count("/") == 3:
+                if suffix != market:
+                    continue
+                pool = head
+            stages.append({**stage, "pool": pool})
+        if stages:
+            replicas.append({**replica, "stages": stages})
+    if not replicas:
+        return None
+    figures = next((m for m in plan.get("models") or [] if m.get("name") == model), plan)
+    return {"replicas": replicas, "cost_per_token": figures.get("cost_per_token")}
+
+
 def pool_prices(
     table: pd.DataFrame, inventory: Inventory, model: str, price_mode: str
 ) -> dict[str, PoolPrice]:
@@ -235,10 +263,11 @@ def watch_prices(
     last_table = saved_prices(store, last_hash) if last_hash else None
     changes: list[PriceChange] = []
     skipped: dict[str, str] = {}
+    published = published_fleet(store, channel)  # the fleet plan, or pre-fleet plans' union
     for model in list(models or fleet.models):
-        published = store.last_published(model, channel)
-        if published is None:
-            skipped[model] = f"no plan published on {channel!r} yet"
+        plan = model_plan(published.plan, model, price_mode) if published else None
+        if published is None or plan is None:
+            skipped[model] = f"no {price_mode} plan of it published on {channel!r} yet"
             continue
         baseline_hash = store.get_run(published.run_id).prices_hash
         baseline = saved_prices(store, baseline_hash) if baseline_hash else None
@@ -250,8 +279,8 @@ def watch_prices(
             model,
             pool_prices(baseline, fleet, model, price_mode),
             current,
-            plan_pool_ids(published.plan),
-            published.plan.get("cost_per_token"),
+            plan_pool_ids(plan),
+            plan.get("cost_per_token"),
             change_threshold,
         )
         last_run = (

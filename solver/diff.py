@@ -256,10 +256,11 @@ def plan_from_json(plan_json: PlanJson, scenario: Scenario | None = None) -> Pla
         stages = stages_of(replica)
         tokens_per_s = float(replica.get("tokens_per_s") or 0.0)
         cost_per_hour = float(replica.get("cost_per_hour") or 0.0)
+        model = str(replica.get("model") or "")  # pre-fleet plans: the scenario's first model
         if scenario is not None:
             # A pool gone or a stage unusable keeps the stored figures: recheck_previous says why.
             with suppress(KeyError, ValueError, ZeroDivisionError):
-                tokens_per_s, cost_per_hour = replica_figures(scenario, stages)
+                tokens_per_s, cost_per_hour = replica_figures(scenario, stages, model)
         groups.append(
             ReplicaGroup(
                 count=int(replica.get("count", 1)),
@@ -268,12 +269,14 @@ def plan_from_json(plan_json: PlanJson, scenario: Scenario | None = None) -> Pla
                 stages=stages,
                 tokens_per_s=tokens_per_s,
                 cost_per_hour=cost_per_hour,
+                model=model,
             )
         )
     return Plan(
         strategy=str(plan_json.get("strategy", "exact")),
         status=str(plan_json.get("status", "optimal")),
         replicas=tuple(groups),
+        scenario=scenario,
     )
 
 
@@ -292,7 +295,14 @@ def reprice_plan(plan_json: PlanJson, scenario: Scenario) -> dict[str, Any]:
 
 def _figures_json(plan: Plan) -> dict[str, Any]:
     as_json = plan.to_json()
-    keys = ("tokens_per_s", "cost_per_hour", "cost_per_token", "gpus", "replicas")
+    keys = (
+        "tokens_per_s",
+        "useful_tokens_per_s",
+        "cost_per_hour",
+        "cost_per_token",
+        "gpus",
+        "replicas",
+    )
     return {key: as_json[key] for key in keys}
 
 
@@ -322,7 +332,7 @@ def recheck_previous(previous_plan_json: PlanJson, scenario: Scenario) -> list[s
 
 def _without_pools(plan: Plan, pools: set[str]) -> Plan:
     kept = tuple(g for g in plan.replicas if not {s.pool for s in g.stages} & pools)
-    return Plan(plan.strategy, plan.status, kept)
+    return Plan(plan.strategy, plan.status, kept, scenario=plan.scenario)
 
 
 def _plain(violation: str) -> str:

@@ -150,9 +150,14 @@ class LazyPlacementMilp:
                 budget = self._price(limits, lp, threshold + tolerance)
             except (ConfigLimitExceeded, DeadlineExceeded):
                 unproven = self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
-                if not unproven.counts:  # no plan found, none ruled out
-                    return MilpResult("unknown", {}, None, None, unproven.seconds)
-                return unproven
+                if unproven.counts:
+                    return unproven
+                if result.counts:  # the deadline left no time to solve again: keep the plan
+                    seconds = time.perf_counter() - started
+                    return MilpResult(
+                        "feasible", result.counts, result.objective, lp.objective, seconds
+                    )
+                return MilpResult("unknown", {}, None, None, unproven.seconds)  # none ruled out
             if budget.found == 0 and result.objective is not None:
                 return result  # every column with rc <= the gap was already in the model
             result = self._milp_solve(kwargs, started, proven=True)

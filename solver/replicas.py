@@ -150,7 +150,14 @@ class PricingBound:
     domain_kind: str = "none"
 
     def stage_lower_bound(self, stage: StageType, layers_total: int) -> float:
-        most_gain = self.tokens_gain - min([0.0, *self.exposed_loss.values()])
+        """A replica with this stage is exposed to the stage's spot domain (if it is spot), so
+        its gain per token/s is at most that domain's; any other stage, the largest gain."""
+        if self.exposed_loss and stage.pool.spot:
+            pool = stage.pool
+            domain = (pool.cloud, pool.region) if self.domain_kind == "region" else (pool.cloud,)
+            most_gain = self.tokens_gain - self.exposed_loss.get(domain, 0.0)
+        else:
+            most_gain = self.tokens_gain - min([0.0, *self.exposed_loss.values()])
         gain = max(most_gain, 0.0) * stage.rate_numerator / layers_total
         return self.stage_values[(stage.pool_index, stage.tp)] - gain
 

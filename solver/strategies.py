@@ -381,12 +381,13 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
     cost per token of any single replica, a lower bound no plan beats.
     Returns the loop's plan with the lowest cost per token (the T_min solve is not a
     candidate, as in the seed).
+    Its solves skip the optimality proof of columns on demand: the loop is a heuristic.
     """
     options = milp.scenario.solver
     target_per_token = options.target_cost_per_token
     if target_per_token is None:  # the seed gives no default: aim at the physical limit
         target_per_token = (lower_bound_ratio(milp.scenario) or 0.0) / SECONDS_PER_HOUR
-    cheapest = milp.solve(cost_weight=1.0)
+    cheapest = milp.solve(cost_weight=1.0, prove=False)
     if not cheapest.counts:
         return cheapest, 1, {}
     cheapest_tokens, cheapest_cost, _ = milp.totals(cheapest.counts)
@@ -404,7 +405,7 @@ def _iterative(milp: PlacementMilp) -> tuple[MilpResult, int, dict]:
         if budget < cheapest_cost * (1 - TIE_REL):
             break  # below the cheapest feasible plan: nothing can be bought
         budgets.append(budget)
-        result = milp.solve(throughput_weight=1.0, budget_per_hour=budget)
+        result = milp.solve(throughput_weight=1.0, budget_per_hour=budget, prove=False)
         if not result.counts:
             break
         tokens, cost, _ = milp.totals(result.counts)

@@ -161,6 +161,12 @@ class Quota:
         )
 
 
+# Each fleet solve's wall-clock limit when the inventory sets none: four solves a night, the
+# solver serialised, so the solve phase stays under about 10 minutes on a busy 2-core box.
+DEFAULT_SOLVE_SECONDS = 120.0
+MAX_SOLVE_SECONDS = 3600.0
+
+
 @dataclass(frozen=True)
 class FleetServing:
     """Fleet-wide serving options: spot-loss resilience and the spot interruption ceiling."""
@@ -168,6 +174,7 @@ class FleetServing:
     survive_spot_loss: str = "none"
     survive_fraction: float = 1.0
     max_spot_interruption: str | None = None
+    time_limit_s: float = DEFAULT_SOLVE_SECONDS
     given: tuple[str, ...] = ()  # the keys the file sets
 
     @property
@@ -406,7 +413,12 @@ SERVING_OPTIONS = {
     "homogeneous_replicas",
     "useful_tokens_per_s",
 }
-FLEET_SERVING_OPTIONS = {"survive_spot_loss", "survive_fraction", "max_spot_interruption"}
+FLEET_SERVING_OPTIONS = {
+    "survive_spot_loss",
+    "survive_fraction",
+    "max_spot_interruption",
+    "time_limit_s",
+}
 
 
 def _read_serving(reader: _Reader, raw: Any, where: str) -> dict[str, Any]:
@@ -438,6 +450,14 @@ def _read_fleet_serving(reader: _Reader, raw: Any, where: str) -> FleetServing:
             options[key] = reader.text(raw, key, where)
     if "survive_fraction" in raw:
         options["survive_fraction"] = reader.number(raw, "survive_fraction", where, integer=False)
+    if "time_limit_s" in raw:
+        seconds = reader.number(raw, "time_limit_s", where, integer=False)
+        if not 1.0 <= seconds <= MAX_SOLVE_SECONDS:
+            raise reader.error(
+                f"{where}.time_limit_s",
+                f"must be between 1 and {MAX_SOLVE_SECONDS:g} s, got {seconds:g}",
+            )
+        options["time_limit_s"] = seconds
     return FleetServing(**options, given=tuple(sorted(options)))
 
 

@@ -15,7 +15,14 @@ from prefect.cache_policies import NO_CACHE
 from solver import scenario_from_dict, solve
 from solver.frontier import frontier
 from tasks.inventory import Inventory
-from tasks.pools import build_pools, build_scenario, per_gpu_prices
+from tasks.pools import (
+    PoolsError,
+    build_fleet,
+    build_pools,
+    build_scenario,
+    fleet_document,
+    per_gpu_prices,
+)
 from tasks.prices import fetch_prices
 from tasks.prices.errors import MalformedResponse, PriceSourceError
 from tasks.state import StateStore
@@ -24,6 +31,7 @@ from tasks.validation import (
     ValidationReport,
     check_inventory_file,
     require_valid,
+    validate_fleet_pools,
     validate_pools,
     validate_prices,
 )
@@ -124,6 +132,37 @@ def build_scenario_task(
     return build_scenario(build.pools, inventory.models[model])
 
 
+@task(name="build-fleet-scenario")
+def build_fleet_scenario_task(
+    prices: pd.DataFrame, inventory: Inventory, models: list[str] | None, price_mode: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The whole fleet's pools (every model, quotas summed), validated, as one scenario
+    document (fleet-model.md), and notes on what was left out."""
+    subject = "fleet pools"
+    try:
+        build = build_fleet(prices, inventory, price_mode=price_mode, models=models)
+        require_valid(validate_fleet_pools(build.per_model, subject=subject))
+        document = fleet_document(build, inventory)
+    except PoolsError as exc:
+        raise ValidationFailed(ValidationReport.from_error(subject, str(exc))) from None
+    return document, list(build.notes)
+
+
+def resilience_of(scenario_document: dict[str, Any]) -> str:
+    """The scenario's `survive_spot_loss` ("none" when not set)."""
+    return str((scenario_document.get("solver") or {}).get("survive_spot_loss", "none"))
+
+
+def without_resilience(scenario_document: dict[str, Any]) -> dict[str, Any]:
+    """The same fleet with no spot-loss constraint: the price of resilience is measured on it."""
+    options = {
+        k: v
+        for k, v in (scenario_document.get("solver") or {}).items()
+        if k not in ("survive_spot_loss", "survive_fraction")
+    }
+    return {**scenario_document, "solver": options}
+
+
 @task(name="solve")
 def solve_task(scenario_document: dict[str, Any], strategy: str) -> dict[str, Any]:
     """One strategy's plan (pure solver; figures recomputed from stages)."""
@@ -138,27 +177,30 @@ def frontier_task(scenario_document: dict[str, Any]) -> list[tuple[float, float]
 def price_moves(
     old: pd.DataFrame | None, new: pd.DataFrame, price_mode: str
 ) -> list[dict[str, Any]]:
-    """Per-GPU price of every (cloud, region, gpu) before and after, where both exist."""
+    """Per-GPU price of every fleet pool (`cloud/region/gpu/market`) before and after, where
+    both exist: one pool per market in price mode `both`, else the mode's market."""
     if old is None or old.empty:
         return []
+    markets = ("spot", "on-demand") if price_mode in ("both", "cheapest") else (price_mode,)
 
-    def cheapest(table: pd.DataFrame) -> pd.Series:
-        frame = table.assign(per_gpu=per_gpu_prices(table, price_mode))
+    def cheapest(table: pd.DataFrame, market: str) -> pd.Series:
+        frame = table.assign(per_gpu=per_gpu_prices(table, market))
         frame = frame.dropna(subset=["per_gpu"])
-        ids = frame["cloud"] + "/" + frame["region"] + "/" + frame["gpu"]
+        ids = frame["cloud"] + "/" + frame["region"] + "/" + frame["gpu"] + "/" + market
         return frame.groupby(ids)["per_gpu"].min()
 
-    before, after = cheapest(old), cheapest(new)
     moves = []
-    for pool_id in sorted(set(before.index) & set(after.index)):
-        old_price, new_price = float(before[pool_id]), float(after[pool_id])
-        if old_price != new_price:
-            moves.append(
-                {
-                    "pool": pool_id,
-                    "gpu": pool_id.rsplit("/", 1)[-1],
-                    "old": old_price,
-                    "new": new_price,
-                }
-            )
+    for market in markets:
+        before, after = cheapest(old, market), cheapest(new, market)
+        for pool_id in sorted(set(before.index) & set(after.index)):
+            old_price, new_price = float(before[pool_id]), float(after[pool_id])
+            if old_price != new_price:
+                moves.append(
+                    {
+                        "pool": pool_id,
+                        "gpu": pool_id.split("/")[2],
+                        "old": old_price,
+                        "new": new_price,
+                    }
+                )
     return moves

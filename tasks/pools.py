@@ -488,6 +488,7 @@ def _fleet_solver_options(models: Sequence[ModelSpec], inventory: Inventory) -> 
         options["survive_spot_loss"] = serving.survive_spot_loss
     if "survive_fraction" in serving.given:
         options["survive_fraction"] = serving.survive_fraction
+    options.setdefault("time_limit_s", serving.time_limit_s)
     return options
 
 

@@ -117,7 +117,9 @@ def run_fleet(args: argparse.Namespace) -> int:
     except PoolsError as exc:
         print(f"replan pools: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    pools_report = validate_fleet_pools(build.per_model, subject="fleet pools")
+    pools_report = validate_fleet_pools(
+        build.per_model, subject=f"fleet pools of {args.inventory} and {args.prices}"
+    )
     reports.append(pools_report)
     if not pools_report.ok:
         _print_reports(reports, build.notes)

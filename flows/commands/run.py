@@ -27,7 +27,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--state", dest="state_url", help="state store URL (default SQLite file)")
     parser.add_argument("--reports", dest="reports_dir", default="reports")
     parser.add_argument("--threshold", type=float, default=0.02, help="switch threshold (0.02)")
-    parser.add_argument("--price-mode", choices=("spot", "on-demand", "cheapest"), default="spot")
+    parser.add_argument(
+        "--price-mode",
+        choices=("both", "spot", "on-demand"),
+        default="both",
+        help="both: a pool per market, spot and on-demand (default); or one market",
+    )
     parser.add_argument(
         "--max-price-age-days",
         type=float,
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_summary(summary: dict[str, Any]) -> str:
-    """One screen: prices, then one block a model with its decision and the seed's lesson."""
+    """One screen: prices, the fleet's decision and figures, then one line a model."""
     prices = summary["prices"]
     lines = [
         f"run {summary['run_id']}: {summary['status']}"
@@ -140,18 +145,27 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"prices: {prices['rows']} rows from {prices['source']}, fetched {prices['fetched_at']}"
         + (f"  [{prices['fallback']}]" if prices["fallback"] else ""),
     ]
-    for model, result in summary["models"].items():
-        gaps = ", ".join(
-            f"{s} {g:+.1%}" for s, g in result["gap_to_exact"].items() if g is not None
+    result = summary["fleet"]
+    gaps = ", ".join(f"{s} {g:+.1%}" for s, g in result["gap_to_exact"].items() if g is not None)
+    done = "posted" if summary["channel"] == "slack" else "published (report only)"
+    action = done if result["posted"] else ("publish" if result["publish"] else "quiet")
+    lines += [
+        f"fleet: {result['status']}  {result['tokens_per_s']:,.0f} tokens/s  "
+        f"${result['cost_per_hour']:,.2f}/h  ${result['cost_per_token'] or 0:.3e}/token  "
+        f"{result['gpus']} GPUs",
+        f"  {action}: {result['reason']}",
+        f"  gap to exact: {gaps or '-'}",
+    ]
+    if result.get("resilience"):
+        lines.append(f"  resilience: {result['resilience']}")
+    for model, figures in summary["models"].items():
+        lines.append(
+            f"  {model}: {figures['tokens_per_s'] or 0:,.0f} tokens/s  "
+            f"${figures['cost_per_hour'] or 0:,.2f}/h  {figures['gpus'] or 0} GPUs"
         )
-        done = "posted" if summary["channel"] == "slack" else "published (report only)"
-        action = done if result["posted"] else ("publish" if result["publish"] else "quiet")
-        lines += [
-            f"{model}: {result['status']}  {result['tokens_per_s']:,.0f} tokens/s  "
-            f"${result['cost_per_hour']:,.2f}/h  ${result['cost_per_token'] or 0:.3e}/token  "
-            f"{result['gpus']} GPUs",
-            f"  {action}: {result['reason']}",
-            f"  gap to exact: {gaps or '-'}",
-        ]
+    export = summary.get("export")
+    if export:
+        written = export["folder"] if export["written"] else f"not written: {export['error']}"
+        lines.append(f"export: {written}")
     lines.append(f"report: {summary['report']}")
     return "\n".join(lines)

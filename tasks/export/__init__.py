@@ -12,9 +12,11 @@ from tasks.export.models import (
     hf_model_for,
     serving_limits,
 )
+from tasks.export.nightly import EXPORT_FOLDER, RunExport, export_for_run
 from tasks.export.writer import FORMATS, ExportResult, GroupExport, write_export
 
 __all__ = [
+    "EXPORT_FOLDER",
     "FORMATS",
     "HF_MODELS",
     "ExportError",
@@ -23,8 +25,10 @@ __all__ = [
     "GroupExport",
     "ModelServer",
     "ReplicaGroup",
+    "RunExport",
     "ServingLimits",
     "Stage",
+    "export_for_run",
     "hf_model_for",
     "plan_groups",
     "serving_limits",

@@ -12,8 +12,18 @@ from typing import Any
 
 from tasks.export.groups import ExportError
 from tasks.state import PublicationRecord, StateStore
+from tasks.state.fleet import FLEET_MODEL, market_for_price_mode, union_plan
+from tasks.state.fleet import with_model as _with_model
 
-FLEET_MODEL = "fleet"
+__all__ = [
+    "DECISION_STRATEGY",
+    "FLEET_MODEL",
+    "PlanSource",
+    "StoredPlan",
+    "market_for_price_mode",
+    "union_plan",
+]
+
 DECISION_STRATEGY = "exact"  # the flow decides and publishes on the exact plan
 _ALL_PUBLICATIONS = 1_000_000
 
@@ -26,62 +36,6 @@ class StoredPlan:
     run_id: int
     description: str  # e.g. "fleet plan of run 7" or "union of 2 model plans (runs 3, 4)"
     notes: tuple[str, ...] = ()  # how a pre-fleet plan was read
-
-
-def _market_for_price_mode(price_mode: Any) -> str | None:
-    """A pre-fleet run priced every pool in one market; `cheapest` mixed them (unknown)."""
-    return price_mode if price_mode in ("spot", "on-demand") else None
-
-
-def _with_model(plan: dict[str, Any], model: str, market: str | None) -> dict[str, Any]:
-    """A pre-fleet plan's replicas named by the store record, stages given the run's market."""
-    replicas = []
-    for replica in plan.get("replicas") or []:
-        entry = {"model": model, **replica}
-        stages = []
-        for stage in replica.get("stages") or []:
-            stage = dict(stage)
-            if "market" not in stage and market is not None:
-                stage["market"] = market
-            stages.append(stage)
-        entry["stages"] = stages
-        replicas.append(entry)
-    return {**plan, "replicas": replicas}
-
-
-def union_plan(
-    parts: list[tuple[str, dict[str, Any]]], *, market: str | None = None
-) -> dict[str, Any]:
-    """One fleet-shaped plan from (model, plan) pairs: replicas named and concatenated, totals
-    summed. This is what a pre-fleet store's per-model plans add up to. `market` fills the
-    stages that carry none (a pre-fleet run priced every pool in its price mode's market)."""
-    parts = [(model, _with_model(plan, model, market)) for model, plan in parts]
-    replicas = [r for _, plan in parts for r in plan.get("replicas") or []]
-    tokens = sum(float(plan.get("tokens_per_s") or 0) for _, plan in parts)
-    cost = sum(float(plan.get("cost_per_hour") or 0) for _, plan in parts)
-    statuses = {str(plan.get("status")) for _, plan in parts}
-    return {
-        "strategy": ",".join(sorted({str(plan.get("strategy")) for _, plan in parts})),
-        "status": statuses.pop() if len(statuses) == 1 else "mixed",
-        "message": "union of the per-model plans of a pre-fleet store",
-        "tokens_per_s": tokens,
-        "useful_tokens_per_s": tokens,
-        "cost_per_hour": cost,
-        "cost_per_token": cost / (3600 * tokens) if tokens > 0 else None,
-        "gpus": sum(int(plan.get("gpus") or 0) for _, plan in parts),
-        "replicas": replicas,
-        "models": [
-            {
-                "name": model,
-                "tokens_per_s": plan.get("tokens_per_s"),
-                "cost_per_hour": plan.get("cost_per_hour"),
-                "cost_per_token": plan.get("cost_per_token"),
-                "gpus": plan.get("gpus"),
-                "replicas": plan.get("replicas") or [],
-            }
-            for model, plan in parts
-        ],
-    }
 
 
 class PlanSource:
@@ -98,7 +52,7 @@ class PlanSource:
                 parameters = self.store.get_run(run_id).parameters or {}
             except KeyError:
                 parameters = {}
-            self._markets[run_id] = _market_for_price_mode(parameters.get("price_mode"))
+            self._markets[run_id] = market_for_price_mode(parameters.get("price_mode"))
         return self._markets[run_id]
 
     def _normalised(self, model: str, plan: dict[str, Any], run_id: int) -> dict[str, Any]:

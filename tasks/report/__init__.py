@@ -12,6 +12,7 @@ from tasks.report.chart import ChartPoint, render_chart
 from tasks.report.content import (
     CHART_FILE,
     STRATEGY_NOTE,
+    ExportNote,
     ReportLinks,
     usd_per_day_at_demand,
     usd_per_day_of_plan,
@@ -24,6 +25,7 @@ __all__ = [
     "REPORT_BASE_URL_ENV",
     "STRATEGY_NOTE",
     "ChartPoint",
+    "ExportNote",
     "Report",
     "ReportLinks",
     "artifact_key",

@@ -17,6 +17,7 @@ from tasks.report.chart import ChartPoint, render_chart
 from tasks.report.content import (
     CHART_FILE,
     STRATEGY_NOTE,
+    ExportNote,
     ReportInputs,
     ReportLinks,
     build_sections,
@@ -31,6 +32,7 @@ from tasks.report.content import (
     usd_per_day_at_demand,
     warnings,
 )
+from tasks.report.fleet import fleet_slack_lines
 from tasks.report.render import render_html_body, render_markdown, wrap_html
 from tasks.slack import build_message, escape_mrkdwn
 
@@ -101,6 +103,8 @@ def build_report(
     links: ReportLinks | None = None,
     pool_tokens_per_s: Mapping[str, float] | None = None,
     now: datetime | None = None,
+    export: ExportNote | None = None,
+    unconstrained: Mapping[str, Any] | None = None,
 ) -> Report:
     """The report of one model: sections rendered to Markdown and HTML, a chart, Slack text.
 
@@ -109,7 +113,11 @@ def build_report(
     cost_per_hour) of best plans; `price_moves` rows hold pool, gpu, old and new
     price_per_gpu_hour (or pct, in percent), None when no earlier run's prices exist;
     `freshness` holds source, fetched_at, age and a fallback note; `links` the report's and
-    the Prefect run's URLs; `pool_tokens_per_s` the single-GPU tokens/s of tonight's pools.
+    the Prefect run's URLs; `pool_tokens_per_s` the single-GPU tokens/s of tonight's pools;
+    `export` the launch specs written next to the report (or why none were);
+    `unconstrained` tonight's exact fleet plan without the spot-loss constraint (the report
+    prices resilience against it). Fleet plans (CONTRACT.md) add the fleet, capacity and
+    resilience sections.
     """
     inputs = ReportInputs(
         model_name=model_name,
@@ -125,6 +133,8 @@ def build_report(
         pool_tokens_per_s=pool_tokens_per_s,
         earlier_prices=price_moves is not None,
         now=now,
+        export=export,
+        unconstrained=unconstrained,
     )
     title = f"replan — {model_name}: {headline(inputs)}"
     chart_file = chart_file_name(model_name)
@@ -206,6 +216,9 @@ def slack_sections(inputs: ReportInputs) -> list[str]:
         f"{usd(usd_per_day_at_demand(now_cpt, demand))} tonight"
     )
     sections.append("\n".join(head))
+    fleet = fleet_slack_lines(inputs.exact, inputs.unconstrained)
+    if fleet:
+        sections.append("\n".join(f"• {_m(line)}" for line in fleet))
 
     todo = steps(inputs)
     shown = todo[:MAX_SLACK_LIST]
@@ -251,8 +264,16 @@ def slack_sections(inputs: ReportInputs) -> list[str]:
         for url, text in ((links.report_url, "Full report"), (links.run_url, "Prefect run"))
         if url
     ]
+    export = inputs.export
+    if export is not None and export.written:
+        shown_links.append(_link(export.location, "Launch specs"))
     if shown_links:
         sections.append(" · ".join(shown_links))
+    if export is not None:
+        if export.written:
+            sections.append(f"*Launch specs* {_m(export.text)}")
+        else:
+            sections.append(f":warning: *Launch specs not written:* {_m(export.text)}")
     return sections
 
 

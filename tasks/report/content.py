@@ -23,6 +23,7 @@ from tasks.report.blocks import (
     MISSING,
     Bold,
     Bullets,
+    Code,
     Image,
     Section,
     para,
@@ -36,6 +37,7 @@ from tasks.report.blocks import (
     usd_per_token,
     usd_precise,
 )
+from tasks.report.fleet import fleet_sections
 
 SECONDS_PER_DAY = 86_400.0
 HOURS_PER_DAY = 24.0
@@ -66,6 +68,12 @@ def describe_stages(stages: Sequence[Stage]) -> str:
     return " → ".join(f"{s.pool}: {gpu_count(s.tp)} (TP {s.tp}), {s.layers} layers" for s in stages)
 
 
+def _of_model(change: Any) -> str:
+    """`llama-8b on ` for a fleet change that names its model, else nothing."""
+    model = getattr(change, "model", "")
+    return f"{model} on " if model else ""
+
+
 def replicas(count: int) -> str:
     return f"{count} replica" if count == 1 else f"{count} replicas"
 
@@ -77,6 +85,16 @@ class ReportLinks:
     report_url: str | None = None  # an http(s) URL or a file path
     run_url: str | None = None
     chart_url: str | None = None  # set only when the report is served at a public base URL
+    export_url: str | None = None  # the run's launch specs (their README): a URL or a path
+
+
+@dataclass(frozen=True)
+class ExportNote:
+    """The launch specs written next to the report: where, what (one line), or why not."""
+
+    location: str  # the export's README URL or its folder's path
+    text: str  # ExportResult.summary(), or the reason nothing was written
+    written: bool = True
 
 
 @dataclass(frozen=True)
@@ -200,6 +218,9 @@ class ReportInputs:
     pool_tokens_per_s: Mapping[str, float] | None = None
     earlier_prices: bool = True  # False: no earlier run's prices to compare with
     now: datetime | None = None  # for the data's age; default: the current time
+    export: ExportNote | None = None  # the run's launch specs (None: the run writes none)
+    # tonight's exact fleet plan solved without the spot-loss constraint (price of resilience)
+    unconstrained: Mapping[str, Any] | None = None
 
     @property
     def exact(self) -> Mapping[str, Any] | None:
@@ -289,7 +310,28 @@ def warnings(inputs: ReportInputs) -> list[str]:
     fallback = str(inputs.freshness.get("fallback") or "") if inputs.freshness else ""
     if fallback and not fallback.startswith("none"):
         found.append(f"Fallback prices: {fallback}.")
+    unproven = unproven_warning(inputs.exact)
+    if unproven:
+        found.append(unproven)
     return found
+
+
+def unproven_warning(exact: Mapping[str, Any] | None) -> str | None:
+    """Say so when the exact plan is the best found within the time limit, not a proven optimum."""
+    if not exact or exact.get("status") != "feasible":
+        return None
+    bound = exact.get("lower_bound_cost_per_token")
+    gap = exact.get("mip_gap")
+    within = ""
+    if isinstance(gap, int | float) and isinstance(bound, int | float) and bound > 0:
+        within = (
+            f"; it is at most {100 * gap:.1f} % above the optimum (no plan costs less than "
+            f"{usd_per_mtoken(bound)} per million tokens)"
+        )
+    return (
+        "Not proven optimal: the solver's time limit ended the exact search before its proof, so "
+        f"tonight's plan is the best found{within}."
+    )
 
 
 def framing(inputs: ReportInputs) -> list[str]:
@@ -329,7 +371,7 @@ def steps(inputs: ReportInputs) -> list[str]:
     if not decision.publish or not diff.changed:
         return ["Nothing to change: keep the running fleet (the published plan)."]
     found = [
-        f"Launch {replicas(c.count)} of {describe_stages(c.stages)} "
+        f"Launch {replicas(c.count)} of {_of_model(c)}{describe_stages(c.stages)} "
         f"({gpu_count(c.gpus_per_replica)} each, {c.cloud}/{c.region})."
         for c in diff.added
     ]
@@ -341,7 +383,7 @@ def steps(inputs: ReportInputs) -> list[str]:
             f"{inputs.demand_tokens_per_s:,.0f} tokens/s."
         )
     found += [
-        f"Drain {replicas(c.count)} of {describe_stages(c.stages)} "
+        f"Drain {replicas(c.count)} of {_of_model(c)}{describe_stages(c.stages)} "
         f"({c.cloud}/{c.region}) and release their GPUs."
         for c in diff.removed
     ]
@@ -357,6 +399,8 @@ def build_sections(inputs: ReportInputs, chart_file: str = CHART_FILE) -> list[S
         *top,
         decision_section(inputs),
         Section("What to do", (Bullets(tuple(para(s) for s in steps(inputs)), ordered=True),)),
+        *([export_section(inputs.export)] if inputs.export is not None else []),
+        *fleet_sections(inputs.exact, inputs.unconstrained),
         changes_section(inputs),
         cost_section(inputs),
         strategies_section(inputs),
@@ -377,11 +421,37 @@ def build_sections(inputs: ReportInputs, chart_file: str = CHART_FILE) -> list[S
     ]
 
 
+def export_section(export: ExportNote) -> Section:
+    """Where tonight's launch specs are, or why none were written."""
+    if export.written:
+        text = para(
+            "Tonight's plan as launch specs (SkyServe services running vLLM, plan.json and a "
+            "README.md saying what to launch first and what to stop after): ",
+            Code(export.location),
+            f". {export.text[:1].upper()}{export.text[1:]}.",
+        )
+    else:
+        text = para(
+            "No launch specs were written tonight: ",
+            export.text,
+            ". The plan and this report stand; `replan export --run N --out DIR` writes them "
+            "once the cause is fixed.",
+        )
+    return Section("Launch specs", (text,))
+
+
 def links_section(inputs: ReportInputs) -> Section:
     links = inputs.links
     rows = [
         [name, value]
-        for name, value in (("report", links.report_url), ("Prefect run", links.run_url))
+        for name, value in (
+            ("report", links.report_url),
+            (
+                "launch specs",
+                inputs.export.location if inputs.export and inputs.export.written else None,
+            ),
+            ("Prefect run", links.run_url),
+        )
         if value
     ]
     if not rows:
@@ -430,7 +500,7 @@ def _replica_rows(inputs: ReportInputs) -> list[list[str]]:
                     ", ".join(change.pools),
                     f"{change.cloud}/{change.region}",
                     str(change.gpus_per_replica),
-                    describe_stages(change.stages),
+                    _of_model(change) + describe_stages(change.stages),
                 ]
             )
     return rows

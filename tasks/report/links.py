@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from tasks.export.nightly import EXPORT_FOLDER
 from tasks.report.content import ReportLinks
 from tasks.report.output import HTML_FILE
 
@@ -35,11 +36,15 @@ def report_links(
     if base.startswith(("https://", "http://")):
         report_url: str = f"{base}/{run_dir.name}/{HTML_FILE}"
         chart_url: str | None = f"{base}/{run_dir.name}/{chart_file}"
+        export_url = f"{base}/{run_dir.name}/{EXPORT_FOLDER}/README.md"
     else:
         report_url, chart_url = str((run_dir / HTML_FILE).absolute()), None
+        export_url = str((run_dir / EXPORT_FOLDER).absolute())
     ui = (ui_url if ui_url is not None else _prefect_ui_url()) or ""
     run_url = f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui and flow_run_id else None
-    return ReportLinks(report_url=report_url, run_url=run_url, chart_url=chart_url)
+    return ReportLinks(
+        report_url=report_url, run_url=run_url, chart_url=chart_url, export_url=export_url
+    )
 
 
 def _prefect_ui_url() -> str | None:

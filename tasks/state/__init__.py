@@ -4,6 +4,12 @@ SQLAlchemy Core on a SQLite file by default, PostgreSQL through `REPLAN_STATE_UR
 `publish_once` is the decide → post → record critical section under the store's lock.
 """
 
+from tasks.state.fleet import (
+    FLEET_MODEL,
+    market_for_price_mode,
+    published_fleet,
+    union_plan,
+)
 from tasks.state.hashing import (
     PlanJson,
     canonical_json,
@@ -35,6 +41,7 @@ from tasks.state.store import (
 
 __all__ = [
     "DEFAULT_STATE_PATH",
+    "FLEET_MODEL",
     "STATE_URL_ENV",
     "LastGoodPrices",
     "PlanJson",
@@ -52,9 +59,12 @@ __all__ = [
     "canonical_json",
     "canonical_placement",
     "default_state_url",
+    "market_for_price_mode",
     "plan_hash",
     "prices_hash",
     "publish_once",
+    "published_fleet",
     "redact_url",
     "stable_hash",
+    "union_plan",
 ]

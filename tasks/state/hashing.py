@@ -32,28 +32,45 @@ def plan_as_dict(plan: PlanJson) -> dict[str, Any]:
     return parsed
 
 
+def _stage_key(stage: Mapping[str, Any]) -> dict[str, Any]:
+    key = {
+        "pool": str(stage["pool"]),
+        "gpu": str(stage.get("gpu", "")),
+        "tp": int(stage["tp"]),
+        "layers": int(stage["layers"]),
+    }
+    if stage.get("market") is not None:  # fleet plans (CONTRACT.md); pre-fleet plans carry none
+        key["market"] = str(stage["market"])
+    return key
+
+
+def replica_key(replica: Mapping[str, Any]) -> dict[str, Any]:
+    """What one replica places: its model, where, and its stages with their market.
+
+    `model` and `market` enter the key only when the plan gives them, so a pre-fleet plan
+    (one model, no markets) keys, and hashes, exactly as it did before the fleet change.
+    """
+    key: dict[str, Any] = {
+        "cloud": str(replica["cloud"]),
+        "region": str(replica["region"]),
+        "stages": [_stage_key(stage) for stage in replica["stages"]],
+    }
+    if replica.get("model"):
+        key["model"] = str(replica["model"])
+    return key
+
+
 def canonical_placement(plan: PlanJson) -> list[dict[str, Any]]:
     """The plan's replica multiset, regrouped and sorted: only what places GPUs.
 
-    A replica group is keyed by (cloud, region, ordered stages of pool, gpu, tp, layers);
-    figures derived from prices or solve time (tokens_per_s, cost_per_hour) are left out.
+    A replica group is keyed by `replica_key` (model, cloud, region, ordered stages of pool,
+    gpu, tp, layers, market); figures derived from prices or solve time (tokens_per_s,
+    cost_per_hour) are left out.
     """
     counts: dict[str, int] = {}
     keys: dict[str, dict[str, Any]] = {}
     for replica in plan_as_dict(plan).get("replicas") or []:
-        key = {
-            "cloud": str(replica["cloud"]),
-            "region": str(replica["region"]),
-            "stages": [
-                {
-                    "pool": str(stage["pool"]),
-                    "gpu": str(stage.get("gpu", "")),
-                    "tp": int(stage["tp"]),
-                    "layers": int(stage["layers"]),
-                }
-                for stage in replica["stages"]
-            ],
-        }
+        key = replica_key(replica)
         text = canonical_json(key)
         keys[text] = key
         counts[text] = counts.get(text, 0) + int(replica.get("count", 1))

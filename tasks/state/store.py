@@ -398,6 +398,17 @@ class StateStore:
         with self._read() as conn:
             return _last_published(conn, model, channel)
 
+    def published_models(self, channel: str) -> list[str]:
+        """Every model key the channel has a delivered publication for, sorted."""
+        pub = schema.publications
+        query = (
+            sa.select(pub.c.model)
+            .where(pub.c.channel == channel, pub.c.status == "published")
+            .distinct()
+        )
+        with self._read() as conn:
+            return sorted(str(row.model) for row in conn.execute(query))
+
     def pending_publication(self, model: str, channel: str) -> PublicationRecord | None:
         """The decided but not yet delivered publication, if a post failed or is under way."""
         with self._read() as conn:

@@ -27,8 +27,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 FLOW_DATA = Path(__file__).resolve().parents[1] / "data" / "flow"
 INVENTORY = FLOW_DATA / "inventory.yaml"
 MODEL = "tiny"
-V100_POOL = "aws/us-east-1/V100"
-T4_POOL = "aws/us-east-1/T4"
+V100_POOL = "aws/us-east-1/V100/spot"  # fleet pools name their market
+T4_POOL = "aws/us-east-1/T4/spot"
 WEBHOOK_PATH = "/services/T000/B000/SECRETxyz"
 SECRET = "SECRETxyz"  # the part of the webhook that must never be printed
 

@@ -67,9 +67,7 @@ def test_a_missing_inventory_is_named_once(tmp_path: Path) -> None:
 
 def test_a_missing_price_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "prices.csv"
-    line = refused(
-        "run", "--inventory", str(INVENTORY), "--source", "file", "--from", str(missing)
-    )
+    line = refused("run", "--inventory", str(INVENTORY), "--source", "file", "--from", str(missing))
     assert line == (
         f"replan run: --from {missing}: no such price file (the file source reads a price CSV)"
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from flows.cli import main
+from tasks.state import FLEET_MODEL
 from tests.flows.conftest import MODEL, SECRET, V100_POOL, Deployment
 from tests.support.http_server import Reply
 
@@ -43,7 +44,8 @@ def test_run_prints_a_one_screen_summary_and_exits_0_changed_or_not(deployment: 
     assert len(lines) <= SCREEN_LINES
     assert lines[0].startswith("run ") and "completed" in lines[0] and "channel: slack" in lines[0]
     assert "2 rows from file" in lines[1]
-    assert f"{MODEL}: optimal  2,000 tokens/s  $2.00/h" in first and "2 GPUs" in first
+    assert "fleet: optimal  2,000 tokens/s  $2.00/h" in first
+    assert f"  {MODEL}: 2,000 tokens/s  $2.00/h  2 GPUs" in first and "2 GPUs" in first
     assert "posted: initial plan" in first
     assert "gap to exact: iterative +0.0%, weighted +0.0%" in first
     assert lines[-1].startswith("report: ") and lines[-1].endswith("report.md")
@@ -104,8 +106,8 @@ def test_history_lists_recent_runs_and_publications(deployment: Deployment) -> N
     assert "SlackPermanentError" in runs_part and SECRET not in out
     publication_rows = [line.split() for line in publications_part.splitlines()[3:] if line]
     assert [row[:5] for row in publication_rows] == [
-        ["2", MODEL, "slack", "published", "2"],
-        ["1", MODEL, "slack", "superseded", "1"],
+        ["2", FLEET_MODEL, "slack", "published", "2"],
+        ["1", FLEET_MODEL, "slack", "superseded", "1"],
     ]
 
     newest = replan("history", "--state", deployment.state_url, "--limit", "1")

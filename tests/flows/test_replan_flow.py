@@ -18,7 +18,7 @@ import pytest
 
 from tasks.pipeline import NoPrices
 from tasks.slack import MAX_SECTION_CHARS, SlackPermanentError, SlackTransientError
-from tasks.state import StateStore
+from tasks.state import FLEET_MODEL, StateStore
 from tasks.validation import ValidationFailed
 from tests.flows.conftest import (
     MODEL,
@@ -88,7 +88,7 @@ def test_first_run_posts_once_and_an_identical_rerun_posts_nothing(
 ) -> None:
     prices = deployment.prices("prices-baseline.csv")
     first = deployment.run(prices)
-    result = first["models"][MODEL]
+    result = first["fleet"]
     assert (first["status"], first["channel"]) == ("completed", CHANNEL)
     assert (result["decision"], result["posted"]) == ("initial", True)
     assert result["gpus"] == 2 and result["cost_per_hour"] == pytest.approx(2.0)
@@ -97,20 +97,20 @@ def test_first_run_posts_once_and_an_identical_rerun_posts_nothing(
     assert_block_kit(post)
     assert V100_POOL in slack_text(post) and MODEL in slack_text(post)
     store = store_of(deployment)
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == first["run_id"]
     assert published.plan_hash == exact_plan_hash(store, first["run_id"])
     assert Path(first["report"]).is_file()
 
     second = deployment.run(prices)
     assert second["run_id"] != first["run_id"] and second["status"] == "completed"
-    assert (second["models"][MODEL]["decision"], second["models"][MODEL]["posted"]) == (
+    assert (second["fleet"]["decision"], second["fleet"]["posted"]) == (
         "unchanged",
         False,
     )
     assert len(deployment.posts()) == 1
-    assert store.last_published(MODEL, CHANNEL) == published
-    assert store.pending_publication(MODEL, CHANNEL) is None
+    assert store.last_published(FLEET_MODEL, CHANNEL) == published
+    assert store.pending_publication(FLEET_MODEL, CHANNEL) is None
     assert Path(second["report"]).is_file() and second["report"] != first["report"]
 
 
@@ -119,7 +119,7 @@ def test_price_move_above_the_threshold_posts_a_diff_naming_the_moved_pools(
 ) -> None:
     deployment.run(deployment.prices("prices-baseline.csv"))
     moved = deployment.run(deployment.prices("prices-above-threshold.csv"))
-    result = moved["models"][MODEL]
+    result = moved["fleet"]
     assert (result["decision"], result["posted"]) == ("saving", True)
     assert "20.0%" in result["reason"]
 
@@ -127,8 +127,8 @@ def test_price_move_above_the_threshold_posts_a_diff_naming_the_moved_pools(
     assert_block_kit(diff_post)
     text = slack_text(diff_post)
     assert (
-        f"1. Launch 4 replicas of {T4_POOL}: " in text
-        and f"Drain 2 replicas of {V100_POOL}: " in text
+        f"1. Launch 4 replicas of {MODEL} on {T4_POOL}: " in text
+        and f"Drain 2 replicas of {MODEL} on {V100_POOL}: " in text
     )
     assert text.index("1. Launch") < text.index("Drain 2")  # launch before drain
     assert f"Price moves* {V100_POOL} +50.0%" in text
@@ -136,14 +136,14 @@ def test_price_move_above_the_threshold_posts_a_diff_naming_the_moved_pools(
 
     store = store_of(deployment)
     assert pools_used(store, moved["run_id"]) == {T4_POOL}
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == moved["run_id"]
 
 
 def test_price_move_below_the_threshold_posts_nothing(deployment: Deployment) -> None:
     first = deployment.run(deployment.prices("prices-baseline.csv"))
     moved = deployment.run(deployment.prices("prices-below-threshold.csv"))
-    result = moved["models"][MODEL]
+    result = moved["fleet"]
     assert (result["decision"], result["publish"], result["posted"]) == (
         "below-threshold",
         False,
@@ -154,9 +154,9 @@ def test_price_move_below_the_threshold_posts_nothing(deployment: Deployment) ->
     assert pools_used(store, moved["run_id"]) == {T4_POOL}
     assert pools_used(store, first["run_id"]) == {V100_POOL}
     assert len(deployment.posts()) == 1
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == first["run_id"]
-    assert store.pending_publication(MODEL, CHANNEL) is None
+    assert store.pending_publication(FLEET_MODEL, CHANNEL) is None
 
 
 # -- Slack failures -----------------------------------------------------------------------
@@ -165,13 +165,13 @@ def test_price_move_below_the_threshold_posts_nothing(deployment: Deployment) ->
 def test_slack_500_then_200_posts_once(deployment: Deployment) -> None:
     deployment.slack_answers(Reply.status_only(500), Reply.text("ok"))
     summary = deployment.run(deployment.prices("prices-baseline.csv"))
-    assert summary["status"] == "completed" and summary["models"][MODEL]["posted"] is True
+    assert summary["status"] == "completed" and summary["fleet"]["posted"] is True
     first_try, second_try = deployment.posts()
     assert first_try.body == second_try.body  # the same message, retried
     store = store_of(deployment)
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == summary["run_id"]
-    assert store.pending_publication(MODEL, CHANNEL) is None
+    assert store.pending_publication(FLEET_MODEL, CHANNEL) is None
     (publication,) = store.recent_publications()
     assert publication.status == "published" and publication.error is None
 
@@ -188,26 +188,26 @@ def test_slack_always_500_fails_the_run_and_the_next_healthy_run_posts_once(
     failed = store.recent_runs(1)[0]
     assert failed.status == "failed" and failed.error is not None
     assert "SlackTransientError" in failed.error and "500" in failed.error
-    pending = store.pending_publication(MODEL, CHANNEL)
+    pending = store.pending_publication(FLEET_MODEL, CHANNEL)
     assert pending is not None and pending.run_id == failed.run_id
     assert pending.error is not None and "500" in pending.error
-    assert store.last_published(MODEL, CHANNEL) is None
+    assert store.last_published(FLEET_MODEL, CHANNEL) is None
     (report_dir,) = deployment.reports_dir.glob(f"*-run{failed.run_id}")
     assert "Publish the first plan" in (report_dir / "report.md").read_text()
 
     deployment.slack_answers(Reply.text("ok"))
     healthy = deployment.run(prices)
-    assert healthy["models"][MODEL]["posted"] is True
+    assert healthy["fleet"]["posted"] is True
     assert len(deployment.posts()) == 4
-    assert store.pending_publication(MODEL, CHANNEL) is None
-    published = store.last_published(MODEL, CHANNEL)
+    assert store.pending_publication(FLEET_MODEL, CHANNEL) is None
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == healthy["run_id"]
     assert published.plan_hash == pending.plan_hash
     statuses = {p.publication_id: p.status for p in store.recent_publications()}
     assert statuses == {pending.publication_id: "superseded", published.publication_id: "published"}
 
     again = deployment.run(prices)
-    assert again["models"][MODEL]["posted"] is False and len(deployment.posts()) == 4
+    assert again["fleet"]["posted"] is False and len(deployment.posts()) == 4
 
 
 def test_slack_404_is_a_permanent_failure_reported_without_retrying(
@@ -221,9 +221,9 @@ def test_slack_404_is_a_permanent_failure_reported_without_retrying(
     failed = store.recent_runs(1)[0]
     assert failed.status == "failed"
     assert failed.error is not None and failed.error.startswith("SlackPermanentError")
-    pending = store.pending_publication(MODEL, CHANNEL)
+    pending = store.pending_publication(FLEET_MODEL, CHANNEL)
     assert pending is not None and pending.error is not None and "404" in pending.error
-    assert store.last_published(MODEL, CHANNEL) is None
+    assert store.last_published(FLEET_MODEL, CHANNEL) is None
 
 
 # -- bad data -----------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_invalid_prices_solve_and_post_nothing_and_keep_the_previous_plan(
     assert invalid.error is not None and "INVALID" in invalid.error and named in invalid.error
     assert store.run_plans(run_id) == []
     assert len(deployment.posts()) == 1
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == good["run_id"]
     saved_after = store.last_good_prices(timedelta(days=1))
     assert saved_after is not None and saved_after.prices_hash == saved_before.prices_hash
@@ -287,21 +287,21 @@ def test_a_run_interrupted_while_posting_leaves_the_store_consistent(
         "iterative",
         "weighted",
     }
-    pending = store.pending_publication(MODEL, CHANNEL)
+    pending = store.pending_publication(FLEET_MODEL, CHANNEL)
     assert pending is not None and pending.run_id == killed.run_id
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == first["run_id"]
     assert len(deployment.posts()) == 2
 
     deployment.slack_answers(Reply.text("ok"))
     healthy = deployment.run(moved_prices)
-    assert healthy["models"][MODEL]["posted"] is True
+    assert healthy["fleet"]["posted"] is True
     assert len(deployment.posts()) == 3
     assert T4_POOL in slack_text(deployment.posts()[-1])
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == healthy["run_id"]
     assert published.plan_hash == pending.plan_hash
-    assert store.pending_publication(MODEL, CHANNEL) is None
+    assert store.pending_publication(FLEET_MODEL, CHANNEL) is None
 
 
 def test_a_run_killed_while_posting_leaves_the_store_consistent(deployment: Deployment) -> None:
@@ -338,15 +338,15 @@ def test_a_run_killed_while_posting_leaves_the_store_consistent(deployment: Depl
         "weighted",
     }
     # the decision lived in the publish lock's transaction, which died with the process
-    assert store.pending_publication(MODEL, CHANNEL) is None
-    published = store.last_published(MODEL, CHANNEL)
+    assert store.pending_publication(FLEET_MODEL, CHANNEL) is None
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == first["run_id"]
 
     deployment.slack_answers(Reply.text("ok"))
     healthy = deployment.run(moved_prices)  # would wait for the lock if it had survived
-    assert healthy["models"][MODEL]["posted"] is True
+    assert healthy["fleet"]["posted"] is True
     assert len(deployment.posts()) == 3
-    published = store.last_published(MODEL, CHANNEL)
+    published = store.last_published(FLEET_MODEL, CHANNEL)
     assert published is not None and published.run_id == healthy["run_id"]
     assert published.plan_hash == exact_plan_hash(store, killed.run_id)
 
@@ -362,7 +362,7 @@ def test_every_source_failing_falls_back_to_young_saved_prices(deployment: Deplo
     assert summary["prices"]["source"] == "state-store"
     note = summary["prices"]["fallback"]
     assert "using the last good prices, 1.0 h old" in note
-    assert summary["models"][MODEL]["decision"] == "unchanged"
+    assert summary["fleet"]["decision"] == "unchanged"
     assert note in Path(summary["report"]).read_text()
     assert len(deployment.posts()) == 1
 
@@ -370,7 +370,7 @@ def test_every_source_failing_falls_back_to_young_saved_prices(deployment: Deplo
 def test_every_source_failing_with_only_old_saved_prices_fails(deployment: Deployment) -> None:
     three_days_ago = datetime.now(UTC) - timedelta(days=3)
     deployment.run(deployment.prices("prices-baseline.csv", fetched_at=three_days_ago))
-    with pytest.raises(NoPrices, match="no saved prices are younger than 48 h"):
+    with pytest.raises(NoPrices, match="no saved prices are younger than 48 h: file: no such file"):
         deployment.run(deployment.root / "no-such-prices.csv", fallback_max_age_hours=48)
     run_id = newest_run_id(deployment, "failed")
     assert store_of(deployment).run_plans(run_id) == []
@@ -409,7 +409,7 @@ def test_the_webhook_url_appears_in_no_log_report_error_or_exception(
         deployment.run(prices)
     deployment.slack_answers(Reply.status_only(500), Reply.text("ok"))
     summary = deployment.run(prices)
-    assert summary["models"][MODEL]["posted"] is True
+    assert summary["fleet"]["posted"] is True
     for raised in (transient, permanent):
         texts += [str(raised.value), repr(raised.value)]
         texts += traceback.format_exception(raised.value)
@@ -422,7 +422,8 @@ def test_the_webhook_url_appears_in_no_log_report_error_or_exception(
     run_dirs = sorted(deployment.reports_dir.iterdir())
     assert len(run_dirs) == 3  # every run that solved wrote its report, failed posts too
     report_files = [p for p in deployment.reports_dir.rglob("*") if p.is_file()]
-    assert {p.suffix for p in report_files} == {".md", ".html", ".png"}
+    # the report, its chart and the export beside it (YAML, plan.json, README, its marker)
+    assert {p.suffix for p in report_files} == {".md", ".html", ".png", ".yaml", ".json", ""}
     texts += [p.read_bytes().decode("utf-8", "replace") for p in report_files]
     api_texts = _api_texts()
     texts += api_texts

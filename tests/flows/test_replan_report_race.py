@@ -16,10 +16,11 @@ from solver.diff import placement_of
 from solver.strategies import solve
 from tasks.inventory import load_inventory
 from tasks.pipeline import PriceInputs
-from tasks.pools import build_pools, build_scenario
+from tasks.pools import fleet_scenario
 from tasks.prices import fetch_prices
+from tasks.state import FLEET_MODEL as MODEL
 from tasks.state import StateStore, publish_once
-from tests.flows.conftest import INVENTORY, MODEL, stamped_prices
+from tests.flows.conftest import INVENTORY, stamped_prices
 
 CHANNEL = "report"  # no webhook: the report is the publication
 
@@ -31,8 +32,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     def scenario_of(prices_name: str) -> tuple[Any, dict[str, Any]]:
         table = fetch_prices("file", str(stamped_prices(prices_name, folder)))
-        pools = build_pools(table, inventory, MODEL, price_mode="spot").pools
-        return table, build_scenario(pools, inventory.models[MODEL])
+        return table, fleet_scenario(table, inventory)[0]
 
     table, document = scenario_of("prices-baseline.csv")
     scenario = scenario_from_dict(document)
@@ -50,13 +50,12 @@ def run(store: StateStore, night: dict[str, Any], plans: dict[str, Any]) -> tupl
     plan_ids = store.record_plans(run_id, MODEL, plans)
     rebuild = partial(
         _report,
-        MODEL,
         night["document"],
         plans,
         frontier=[],
         prices=night["prices"],
         previous_prices=None,
-        price_mode="spot",
+        price_mode="both",
         threshold=0.02,
     )
     return plan_ids["exact"], rebuild

@@ -117,6 +117,12 @@ class Server:
     def deployment(self, name: str) -> dict[str, Any]:
         return self.get(f"/deployments/name/{name}")
 
+    def run_deployment(self, name: str) -> str:
+        """What `prefect deployment run NAME` asks the API for, without its ~10 s start-up
+        (the first manual run goes through the CLI itself); the flow run's id."""
+        deployment_id = self.deployment(name)["id"]
+        return str(self.post(f"/deployments/{deployment_id}/create_flow_run", {})["id"])
+
     def wait_for(self, what: str, probe: Callable[[], Any], timeout_s: float = RUN_WAIT_S) -> Any:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -253,7 +259,7 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
     tmp_path: Path,
     fresh_databases: dict[str, str],
 ) -> None:
-    from tasks.state import StateStore
+    from tasks.state import FLEET_MODEL, StateStore
 
     server = prefect_server
     prices = tmp_path / "prices.csv"
@@ -304,10 +310,10 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
     server.wait_finished(manual)
     store = StateStore.from_url(server.env["REPLAN_STATE_URL"])
     try:
-        first = store.last_published("tiny", "slack")
+        first = store.last_published(FLEET_MODEL, "slack")
         assert first is not None, "the manual run published nothing"
         assert {s["pool"] for r in first.plan["replicas"] for s in r["stages"]} == {
-            "aws/us-west-2/T4"
+            "aws/us-west-2/T4/spot"
         }
         assert len(slack.requests_to(WEBHOOK_PATH, method="POST")) == 1
 
@@ -316,13 +322,11 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
         text = text.replace("T4,1,0.526,0.19,", "T4,1,0.526,0.30,")
         text = text.replace("V100,1,3.06,0.918,", "V100,1,3.06,0.30,")
         prices.write_text(text)
-        watch = flow_run_id(server.cli(PREFECT, "deployment", "run", "watch-prices/watch-prices"))
+        watch = server.run_deployment("watch-prices/watch-prices")
         server.wait_finished(watch)
         # A manual run asked for at the same moment must wait for the triggered one (or the
         # other way round): they share the `replan-state` limit.
-        manual_again = flow_run_id(
-            server.cli(PREFECT, "deployment", "run", "nightly-replan/manual")
-        )
+        manual_again = server.run_deployment("nightly-replan/manual")
         triggered = server.wait_for(
             "the trigger to start an on-price-change run",
             lambda: server.flow_runs(trigger_deployment["id"]),
@@ -341,10 +345,10 @@ def test_deploy_run_manual_then_price_change_triggers_a_replan(
         assert pools["replan.pool.aws/us-west-2/T4"]["new_price_per_gpu_hour"] == 0.30
         assert pools["replan.pool.aws/us-east-1/V100"]["models"] == {"tiny": "would-beat"}
 
-        second = store.last_published("tiny", "slack")
+        second = store.last_published(FLEET_MODEL, "slack")
         assert second is not None and second.publication_id != first.publication_id
         assert {s["pool"] for r in second.plan["replicas"] for s in r["stages"]} == {
-            "aws/us-east-1/V100"
+            "aws/us-east-1/V100/spot"
         }
         assert len(slack.requests_to(WEBHOOK_PATH, method="POST")) == 2, "one post per change"
 

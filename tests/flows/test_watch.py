@@ -10,6 +10,7 @@ from flows.watch import (
     EVENT_NAME,
     PoolPrice,
     detect_price_changes,
+    model_plan,
     not_yet_planned,
     plan_pool_ids,
     pool_prices,
@@ -131,3 +132,27 @@ def test_pool_prices_from_a_price_table() -> None:
     assert prices[USED] == PoolPrice(0.19, 500.0)
     assert prices[OTHER] == PoolPrice(0.918, 1000.0)
     assert prices[USED].cost_per_token == pytest.approx(PLAN_COST_PER_TOKEN)
+
+
+def test_a_models_part_of_a_fleet_plan_on_the_watched_market() -> None:
+    def replica(model: str, pool: str) -> dict:
+        return {"count": 1, "model": model, "stages": [{"pool": pool}]}
+
+    fleet = {
+        "replicas": [
+            replica("tiny", f"{USED}/spot"),
+            replica("tiny", f"{OTHER}/on-demand"),
+            replica("small", f"{OTHER}/spot"),
+        ],
+        "models": [{"name": "tiny", "cost_per_token": 1e-7}, {"name": "small"}],
+    }
+    tiny = model_plan(fleet, "tiny", "spot")
+    assert tiny is not None and plan_pool_ids(tiny) == {USED}
+    assert tiny["cost_per_token"] == 1e-7
+    assert plan_pool_ids(model_plan(fleet, "tiny", "on-demand") or {}) == {OTHER}
+    assert model_plan(fleet, "big", "spot") is None
+    pre_fleet = {"replicas": [{"count": 2, "stages": [{"pool": USED}]}], "cost_per_token": 2e-7}
+    assert model_plan(pre_fleet, "tiny", "spot") == {
+        "replicas": pre_fleet["replicas"],
+        "cost_per_token": 2e-7,
+    }

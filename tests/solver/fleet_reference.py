@@ -651,3 +651,22 @@ def plan_model_figures(doc: dict, plan: dict) -> dict[str, ModelFigures]:
         )
         for model in fleet.models
     }
+
+
+def plan_capacity(doc: dict, plan: dict) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
+    """GPUs a plan JSON uses per pool, and (label, used, max_gpus) per quota in order."""
+    fleet = _fleet(doc)
+    used = {p["id"]: 0 for p in fleet.pools}
+    for entry in plan.get("replicas") or []:
+        for stage in entry["stages"]:
+            used[stage["pool"]] += int(entry["count"]) * int(stage["tp"])
+    by_id = {p["id"]: p for p in fleet.pools}
+    quotas = [
+        (
+            quota_label(q),
+            sum(n for p, n in used.items() if quota_matches(q, by_id[p])),
+            int(q["max_gpus"]),
+        )
+        for q in fleet.quotas
+    ]
+    return used, quotas

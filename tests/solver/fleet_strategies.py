@@ -137,8 +137,8 @@ def _quota(draw: st.DrawFn, pools: list[dict]) -> dict:
         st.lists(st.sampled_from(("cloud", "region", "gpu", "market")), unique=True, max_size=3)
     )
     quota: dict[str, Any] = {f: pool[f] for f in fields}
-    if "region" in quota:
-        quota["cloud"] = pool["cloud"]  # a region names a place only with its cloud
+    if "region" in quota and draw(st.integers(0, 3)) > 0:
+        quota["cloud"] = pool["cloud"]  # mostly; a region alone matches it in every cloud
     matched = sum(p["available"] for p in pools if all(p[f] == value for f, value in quota.items()))
     # mostly below what the matched pools hold, so that the quota can bind
     quota["max_gpus"] = draw(st.integers(1, matched - 1) if matched >= 2 else st.integers(0, 4))

@@ -73,8 +73,7 @@ class Replica:
             "tokens_per_s": self.tokens_per_s,
             "cost_per_hour": self.cost_per_hour,
             "stages": [
-                {"pool": s.pool, "gpu": s.gpu, "tp": s.tp, "layers": s.layers}
-                for s in self.stages
+                {"pool": s.pool, "gpu": s.gpu, "tp": s.tp, "layers": s.layers} for s in self.stages
             ],
         }
 
@@ -212,9 +211,7 @@ def _best_replica(sc: dict, items: tuple[tuple[dict, int], ...]) -> Replica | No
     caps = [_layer_cap(sc, pool, tp) for pool, tp in items]
     best: tuple[float, tuple[int, ...]] | None = None
     for split in _compositions(num_layers, caps):
-        rate = min(
-            _stage_rate(sc, pool, tp, n) for (pool, tp), n in zip(items, split, strict=True)
-        )
+        rate = min(_stage_rate(sc, pool, tp, n) for (pool, tp), n in zip(items, split, strict=True))
         if best is None or rate > best[0]:
             best = (rate, split)
     if best is None:

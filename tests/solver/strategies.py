@@ -42,7 +42,11 @@ def _efficiency_map(draw: st.DrawFn, degrees: tuple[int, ...], string_keys: bool
 
 @st.composite
 def _pool(
-    draw: st.DrawFn, index: int, place: tuple[str, str], num_layers: int, layer_mem: float,
+    draw: st.DrawFn,
+    index: int,
+    place: tuple[str, str],
+    num_layers: int,
+    layer_mem: float,
     utilisation: float,
 ) -> dict:
     """One pool; its per-GPU layer capacity is drawn so that pipelines/TP are sometimes needed."""

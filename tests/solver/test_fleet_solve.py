@@ -282,3 +282,80 @@ def test_fleet_iterative_is_feasible_and_never_beats_exact(document: dict[str, A
     assert iterative.status == "feasible"
     assert plan_violations(scenario, iterative) == []
     assert iterative.cost_per_token >= exact.cost_per_token * (1 - 1e-9)
+
+
+# --- fleets of pipelines: disjoint models against the one-model reference ---------------------
+
+
+def _split(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A fleet of two models on disjoint pools (even / odd rows of a one-model scenario), with
+    the one-model scenario of each; the demand is shared out half and half."""
+    solver = {k: v for k, v in document["solver"].items() if k != "budget_per_hour"}
+    demand = solver.pop("demand_tokens_per_s", 0.0)
+    halves = []
+    for parity, name in ((0, "a"), (1, "b")):
+        pools = [p for i, p in enumerate(document["pools"]) if i % 2 == parity]
+        model = {**document["model"], "name": name}
+        single = {
+            "model": model,
+            "pools": pools,
+            "solver": {**solver, "demand_tokens_per_s": round(demand / 2, 3)},
+        }
+        halves.append(single)
+    fleet = {
+        "models": [
+            {**h["model"], "demand_tokens_per_s": h["solver"]["demand_tokens_per_s"]}
+            for h in halves
+        ],
+        "pools": [
+            dict(p, tokens_per_s={h["model"]["name"]: p["tokens_per_s"]})
+            for h in halves
+            for p in h["pools"]
+        ],
+        "solver": solver,
+    }
+    return fleet, halves[0], halves[1]
+
+
+@pytest.mark.parametrize("columns_on_demand", [False, True], ids=["listed", "on-demand"])
+def test_disjoint_fleet_min_cost_is_the_sum_of_its_models(columns_on_demand: bool) -> None:
+    """Models that share no pool: the fleet's least cost is each model's least cost (from the
+    exhaustive one-model reference, with pipelines and TP) added up."""
+    from tests.solver.reference import reference_optimum
+
+    @FLEET_SETTINGS
+    @given(strategy_scenarios("min-cost").filter(lambda d: len(d["pools"]) >= 2))
+    def check(document: dict[str, Any]) -> None:
+        fleet, first, second = _split(document)
+        references = [reference_optimum(h, "min-cost") for h in (first, second)]
+        plan = solve(scenario_from_dict(fleet), "min-cost", columns_on_demand=columns_on_demand)
+        if any(r is None for r in references):
+            assert plan.status == "infeasible"
+            return
+        assert plan.status == "optimal", plan.to_json()
+        expected = sum(r.cost_per_hour for r in references)
+        assert math.isclose(plan.cost_per_hour, expected, rel_tol=1e-6)
+        assert plan_violations(plan.scenario, plan) == []
+
+    check()
+
+
+def test_fleet_plan_json_round_trips_through_the_diff_reader() -> None:
+    from solver.diff import plan_from_json, recheck_previous
+
+    pools = [
+        _pool("c/r/X", {"small": 100, "big": 60}, available=3),
+        _pool("c/r2/Y", {"small": 100}, price_per_gpu_hour=3),
+    ]
+    document = _fleet(_models(small=100, big=120), pools)
+    scenario = scenario_from_dict(document)
+    as_json = solve(scenario, "exact").to_json()
+    rebuilt = plan_from_json(as_json, scenario).to_json()
+    for key in ("tokens_per_s", "useful_tokens_per_s", "cost_per_hour", "gpus", "models"):
+        assert rebuilt[key] == as_json[key], key
+    assert recheck_previous(as_json, scenario) == []
+    tighter = _fleet(_models(small=100, big=120), pools, [{"gpu": "X", "max_gpus": 1}])
+    assert any(
+        "quota */*/X/*" in reason
+        for reason in recheck_previous(as_json, scenario_from_dict(tighter))
+    )

@@ -22,16 +22,61 @@ from tests.solver.strategies import small_scenarios, strategy_scenarios
 SEED = {
     "model": {"name": "7B-class, fp16, 32 layers", "num_layers": 32, "layer_memory_gb": 0.44},
     "pools": [
-        {"id": "seed/A100", "gpu": "A100", "cloud": "seed", "region": "lab", "available": 8,
-         "max_tp": 8, "price_per_gpu_hour": 1.60, "memory_gb": 40, "tokens_per_s": 3500},
-        {"id": "seed/L20", "gpu": "L20", "cloud": "seed", "region": "lab", "available": 12,
-         "max_tp": 4, "price_per_gpu_hour": 0.90, "memory_gb": 48, "tokens_per_s": 2000},
-        {"id": "seed/A10", "gpu": "A10", "cloud": "seed", "region": "lab", "available": 12,
-         "max_tp": 4, "price_per_gpu_hour": 0.60, "memory_gb": 24, "tokens_per_s": 1300},
-        {"id": "seed/V100", "gpu": "V100", "cloud": "seed", "region": "lab", "available": 12,
-         "max_tp": 4, "price_per_gpu_hour": 0.30, "memory_gb": 16, "tokens_per_s": 985},
-        {"id": "seed/T4", "gpu": "T4", "cloud": "seed", "region": "lab", "available": 20,
-         "max_tp": 4, "price_per_gpu_hour": 0.80, "memory_gb": 16, "tokens_per_s": 1192},
+        {
+            "id": "seed/A100",
+            "gpu": "A100",
+            "cloud": "seed",
+            "region": "lab",
+            "available": 8,
+            "max_tp": 8,
+            "price_per_gpu_hour": 1.60,
+            "memory_gb": 40,
+            "tokens_per_s": 3500,
+        },
+        {
+            "id": "seed/L20",
+            "gpu": "L20",
+            "cloud": "seed",
+            "region": "lab",
+            "available": 12,
+            "max_tp": 4,
+            "price_per_gpu_hour": 0.90,
+            "memory_gb": 48,
+            "tokens_per_s": 2000,
+        },
+        {
+            "id": "seed/A10",
+            "gpu": "A10",
+            "cloud": "seed",
+            "region": "lab",
+            "available": 12,
+            "max_tp": 4,
+            "price_per_gpu_hour": 0.60,
+            "memory_gb": 24,
+            "tokens_per_s": 1300,
+        },
+        {
+            "id": "seed/V100",
+            "gpu": "V100",
+            "cloud": "seed",
+            "region": "lab",
+            "available": 12,
+            "max_tp": 4,
+            "price_per_gpu_hour": 0.30,
+            "memory_gb": 16,
+            "tokens_per_s": 985,
+        },
+        {
+            "id": "seed/T4",
+            "gpu": "T4",
+            "cloud": "seed",
+            "region": "lab",
+            "available": 20,
+            "max_tp": 4,
+            "price_per_gpu_hour": 0.80,
+            "memory_gb": 16,
+            "tokens_per_s": 1192,
+        },
     ],
     "solver": {
         "tp_degrees": [1, 2, 4, 8],
@@ -49,14 +94,26 @@ SEED = {
 def _pool(pid: str, **fields: object) -> dict:
     """A pool in cloud/region taken from its id `cloud/region/name`, gpu 'G' by default."""
     cloud, region, _ = pid.split("/")
-    base = {"id": pid, "gpu": "G", "cloud": cloud, "region": region, "available": 1,
-            "max_tp": 1, "price_per_gpu_hour": 1.0, "memory_gb": 100, "tokens_per_s": 1000}
+    base = {
+        "id": pid,
+        "gpu": "G",
+        "cloud": cloud,
+        "region": region,
+        "available": 1,
+        "max_tp": 1,
+        "price_per_gpu_hour": 1.0,
+        "memory_gb": 100,
+        "tokens_per_s": 1000,
+    }
     return {**base, **fields}
 
 
 def _scenario(pools: list[dict], num_layers: int = 4, layer_gb: float = 10, **solver: object):
-    return {"model": {"name": "t", "num_layers": num_layers, "layer_memory_gb": layer_gb},
-            "pools": pools, "solver": {"tp_degrees": [1], "max_stages": 1, **solver}}
+    return {
+        "model": {"name": "t", "num_layers": num_layers, "layer_memory_gb": layer_gb},
+        "pools": pools,
+        "solver": {"tp_degrees": [1], "max_stages": 1, **solver},
+    }
 
 
 def _stages(result) -> list[list[tuple[str, int, int]]]:
@@ -68,8 +125,13 @@ def _stages(result) -> list[list[tuple[str, int, int]]]:
 
 
 def test_with_defaults_fills_solver_and_normalises_keys() -> None:
-    sc = with_defaults({"model": {}, "pools": [{"id": "a", "tp_efficiency": {"2": 0.5}}],
-                        "solver": {"tp_efficiency": {"1": 1, "2": "0.9"}, "budget_per_hour": 3}})
+    sc = with_defaults(
+        {
+            "model": {},
+            "pools": [{"id": "a", "tp_efficiency": {"2": 0.5}}],
+            "solver": {"tp_efficiency": {"1": 1, "2": "0.9"}, "budget_per_hour": 3},
+        }
+    )
     assert sc["solver"]["tp_efficiency"] == {1: 1.0, 2: 0.9}
     assert sc["pools"][0]["tp_efficiency"] == {2: 0.5}
     assert sc["solver"]["tp_degrees"] == [1, 2, 4, 8]
@@ -113,11 +175,14 @@ def test_memory_forces_a_two_stage_pipeline() -> None:
     Options with 2 GPUs: pipeline 2+2 layers at TP 1 -> min(1000*4/2, 1000*4/2) = 2000
     token/s for $2/h, or one TP-2 stage -> 1000 * 4/4 * 2 * 0.9 = 1800 token/s for $2/h.
     """
-    sc = _scenario([_pool("c/r/p", available=2, max_tp=2, memory_gb=24)],
-                   tp_degrees=[1, 2], max_stages=2)
+    sc = _scenario(
+        [_pool("c/r/p", available=2, max_tp=2, memory_gb=24)], tp_degrees=[1, 2], max_stages=2
+    )
     replicas = feasible_replicas(sc)
     assert sorted((r.tokens_per_s, r.cost_per_hour, r.gpus) for r in replicas) == [
-        (pytest.approx(1800), 2.0, 2), (pytest.approx(2000), 2.0, 2)]
+        (pytest.approx(1800), 2.0, 2),
+        (pytest.approx(2000), 2.0, 2),
+    ]
     result = reference_optimum(sc, "exact")
     assert result is not None
     assert (result.tokens_per_s, result.cost_per_hour, result.gpus) == (2000, 2.0, 2)
@@ -133,8 +198,13 @@ def test_memory_forces_a_two_stage_pipeline() -> None:
 
 
 def _mix_scenario(**solver: object) -> dict:
-    return _scenario([_pool("c/r/a", available=1, price_per_gpu_hour=1.0),
-                      _pool("c/r/b", available=2, price_per_gpu_hour=1.5)], **solver)
+    return _scenario(
+        [
+            _pool("c/r/a", available=1, price_per_gpu_hour=1.0),
+            _pool("c/r/b", available=2, price_per_gpu_hour=1.5),
+        ],
+        **solver,
+    )
 
 
 def test_availability_forces_mixing_two_pools() -> None:
@@ -165,10 +235,21 @@ def test_exact_ties_break_on_cost_then_gpus_and_pool_map_limits_degrees() -> Non
     Every plan has C/T = 1e-3. Lowest C is $1 (A alone or B alone); fewer GPUs: A.
     Were TP 1 allowed on B, B alone (500 token/s, $0.5) would win on cost.
     """
-    sc = _scenario([_pool("c/r/a", available=2),
-                    _pool("c/r/b", available=2, max_tp=2, price_per_gpu_hour=0.5,
-                          tokens_per_s=500, tp_efficiency={"2": 1.0})],
-                   num_layers=2, tp_degrees=[1, 2])
+    sc = _scenario(
+        [
+            _pool("c/r/a", available=2),
+            _pool(
+                "c/r/b",
+                available=2,
+                max_tp=2,
+                price_per_gpu_hour=0.5,
+                tokens_per_s=500,
+                tp_efficiency={"2": 1.0},
+            ),
+        ],
+        num_layers=2,
+        tp_degrees=[1, 2],
+    )
     result = reference_optimum(sc, "exact")
     assert result is not None
     assert (result.cost_per_hour, result.gpus) == (1.0, 1)
@@ -200,11 +281,24 @@ def test_strategy_preconditions() -> None:
 # ---------------------------------------------------------------- recheck_plan
 
 RULES_SCENARIO = _scenario(
-    [_pool("c0/r0/p0", gpu="A", available=4, max_tp=2, memory_gb=24),
-     _pool("c0/r0/p1", gpu="B", available=4, max_tp=4, price_per_gpu_hour=0.5, memory_gb=48,
-           tokens_per_s=500, tp_efficiency={1: 1.0}),
-     _pool("c1/r0/p2", gpu="A", available=2, max_tp=1, memory_gb=48)],
-    tp_degrees=[1, 2], max_stages=2, demand_tokens_per_s=100, budget_per_hour=10,
+    [
+        _pool("c0/r0/p0", gpu="A", available=4, max_tp=2, memory_gb=24),
+        _pool(
+            "c0/r0/p1",
+            gpu="B",
+            available=4,
+            max_tp=4,
+            price_per_gpu_hour=0.5,
+            memory_gb=48,
+            tokens_per_s=500,
+            tp_efficiency={1: 1.0},
+        ),
+        _pool("c1/r0/p2", gpu="A", available=2, max_tp=1, memory_gb=48),
+    ],
+    tp_degrees=[1, 2],
+    max_stages=2,
+    demand_tokens_per_s=100,
+    budget_per_hour=10,
 )
 
 
@@ -214,25 +308,36 @@ def _stage(pool: str, tp: int, layers: int) -> dict:
 
 
 # p0 holds 2 layers per GPU (rate 1000 * 4/2 = 2000), p1 4 (rate 500 * 4/2 = 1000).
-VALID_PLAN = {"replicas": [{"count": 1, "cloud": "c0", "region": "r0",
-                            "stages": [_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 1, 2)]}]}
+VALID_PLAN = {
+    "replicas": [
+        {
+            "count": 1,
+            "cloud": "c0",
+            "region": "r0",
+            "stages": [_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 1, 2)],
+        }
+    ]
+}
 
 
 def _set_stages(*stages: dict) -> Callable[[dict, dict], None]:
     def edit(sc: dict, plan: dict) -> None:
         plan["replicas"][0]["stages"] = list(stages)
+
     return edit
 
 
 def _set_replica(**fields: object) -> Callable[[dict, dict], None]:
     def edit(sc: dict, plan: dict) -> None:
         plan["replicas"][0].update(fields)
+
     return edit
 
 
 def _set_solver(**fields: object) -> Callable[[dict, dict], None]:
     def edit(sc: dict, plan: dict) -> None:
         sc["solver"].update(fields)
+
     return edit
 
 
@@ -242,22 +347,30 @@ def _no_replicas(sc: dict, plan: dict) -> None:
 
 VIOLATIONS = {
     "spans two (cloud, region)": (
-        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c1/r0/p2", 1, 2)), "is in"),
+        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c1/r0/p2", 1, 2)),
+        "is in",
+    ),
     "declared cloud differs": (_set_replica(cloud="c1"), "is in"),
     "layers < 1": (_set_stages(_stage("c0/r0/p0", 1, 0), _stage("c0/r0/p1", 1, 4)), "< 1"),
     "layers do not sum to L": (
-        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 1, 1)), "sum"),
+        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 1, 1)),
+        "sum",
+    ),
     "tp not in tp_degrees": (
-        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 4, 2)), "tp_degrees"),
-    "tp above max_tp": (
-        _set_replica(cloud="c1", stages=[_stage("c1/r0/p2", 2, 4)]), "max_tp"),
+        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 4, 2)),
+        "tp_degrees",
+    ),
+    "tp above max_tp": (_set_replica(cloud="c1", stages=[_stage("c1/r0/p2", 2, 4)]), "max_tp"),
     "tp missing from pool map": (
-        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 2, 2)), "tp_efficiency"),
+        _set_stages(_stage("c0/r0/p0", 1, 2), _stage("c0/r0/p1", 2, 2)),
+        "tp_efficiency",
+    ),
     "memory": (_set_stages(_stage("c0/r0/p0", 1, 3), _stage("c0/r0/p1", 1, 1)), "memory"),
     "homogeneous": (_set_solver(homogeneous_replicas=True), "homogeneous"),
     "too many stages": (
-        _set_stages(_stage("c0/r0/p0", 1, 1), _stage("c0/r0/p1", 1, 1),
-                    _stage("c0/r0/p1", 1, 2)), "max_stages"),
+        _set_stages(_stage("c0/r0/p0", 1, 1), _stage("c0/r0/p1", 1, 1), _stage("c0/r0/p1", 1, 2)),
+        "max_stages",
+    ),
     "availability": (_set_replica(count=5), "available"),
     "demand": (_set_solver(demand_tokens_per_s=5000), "demand"),
     "budget": (_set_solver(budget_per_hour=1.0), "budget"),
@@ -265,7 +378,9 @@ VIOLATIONS = {
     "count < 1": (_set_replica(count=0), "count"),
     "unknown pool": (_set_stages(_stage("nope", 1, 2), _stage("c0/r0/p1", 1, 2)), "unknown"),
     "gpu name differs from pool": (
-        _set_stages({**_stage("c0/r0/p0", 1, 2), "gpu": "Z"}, _stage("c0/r0/p1", 1, 2)), "gpu"),
+        _set_stages({**_stage("c0/r0/p0", 1, 2), "gpu": "Z"}, _stage("c0/r0/p1", 1, 2)),
+        "gpu",
+    ),
 }
 
 
@@ -307,7 +422,8 @@ def test_budget_pruning_loses_no_plan(scenario: dict, other: dict) -> None:
     capped = copy.deepcopy(scenario)
     capped["solver"]["budget_per_hour"] = budget
     expected = sorted(
-        (p.tokens_per_s, p.cost_per_hour) for p in feasible_plans(scenario)
+        (p.tokens_per_s, p.cost_per_hour)
+        for p in feasible_plans(scenario)
         if p.cost_per_hour <= budget * (1 + 1e-9)
     )
     assert sorted((p.tokens_per_s, p.cost_per_hour) for p in feasible_plans(capped)) == expected

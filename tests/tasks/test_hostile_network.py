@@ -17,7 +17,7 @@ from tests.support.http_server import LoopbackServer, Reply
 
 FAST = HttpSettings(
     connect_timeout_s=0.5,
-    read_timeout_s=0.5,
+    read_timeout_s=2.0,  # a busy box may take a while to schedule the server thread
     response_deadline_s=2.0,
     max_attempts=2,
     backoff_initial_s=0.01,

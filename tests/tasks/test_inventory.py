@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.inventory import InventoryError, inventory_from_dict, load_inventory
+from tasks.inventory import (
+    DEFAULT_SOLVE_SECONDS,
+    InventoryError,
+    inventory_from_dict,
+    load_inventory,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "inventory.yaml"
@@ -119,6 +124,8 @@ def test_loader_errors_name_file_and_path(file: str, where: str, message: str) -
         ({"serving": {"survive_spot_los": "region"}}, "serving.survive_spot_los", "unknown"),
         ({"serving": {"survive_fraction": "all"}}, "serving.survive_fraction", "a number"),
         ({"serving": {"survive_spot_loss": 1}}, "serving.survive_spot_loss", "non-empty text"),
+        ({"serving": {"time_limit_s": 0.5}}, "serving.time_limit_s", "between 1 and 3600 s"),
+        ({"serving": {"time_limit_s": 1e308}}, "serving.time_limit_s", "between 1 and 3600 s"),
         (
             {"models": {"m": {"num_layers": 2, "serving": {"useful_tokens_per_s": "x"}}}},
             "models.m.serving.useful_tokens_per_s",
@@ -153,13 +160,20 @@ def test_example_turns_on_region_resilience() -> None:
     serving = load_inventory(EXAMPLE).serving
     assert (serving.survive_spot_loss, serving.survive_fraction) == ("region", 1.0)
     assert serving.max_spot_interruption == "10-15%" and serving.max_interruption_rank == 2
-    assert set(serving.given) == {"survive_spot_loss", "survive_fraction", "max_spot_interruption"}
+    assert set(serving.given) == {
+        "survive_spot_loss",
+        "survive_fraction",
+        "max_spot_interruption",
+        "time_limit_s",
+    }
+    assert serving.time_limit_s == 120.0
 
 
 def test_fleet_serving_defaults_when_left_out() -> None:
     serving = load_inventory(SMALL).serving
     assert (serving.survive_spot_loss, serving.survive_fraction, serving.given) == ("none", 1.0, ())
     assert serving.max_interruption_rank is None
+    assert serving.time_limit_s == DEFAULT_SOLVE_SECONDS  # every fleet solve is still bounded
 
 
 def test_useful_throughput_is_kept_out_of_the_solver_options() -> None:

@@ -260,7 +260,7 @@ def test_fleet_scenario_document(prices: pd.DataFrame) -> None:
         {"cloud": "aws", "region": "us-east-1", "gpu": "T4", "max_gpus": 8},
         {"cloud": "aws", "max_gpus": 10},
     ]
-    assert document["solver"] == {}
+    assert document["solver"] == {"time_limit_s": 120.0}  # the default: every solve bounded
     assert any("quota 0" in note for note in notes)
 
 
@@ -286,6 +286,7 @@ def test_fleet_models_useful_throughput_and_resilience(prices: pd.DataFrame) -> 
         "max_stages": 2,
         "survive_spot_loss": "region",
         "survive_fraction": 0.5,
+        "time_limit_s": 120.0,
     }
     assert all(set(p["tokens_per_s"]) == {"tiny"} for p in fleet["pools"])
 
@@ -373,6 +374,7 @@ def test_fleet_pools_command_refuses_a_model_no_pool_serves(tmp_path) -> None:
     )  # fmt: skip
     assert code == 2 and not out.exists()
     assert "pools[lonely]" in stderr and "at least one pool" in stderr
+    assert f"fleet pools of {inventory}" in stderr
 
 
 @pytest.mark.skipif(not _fleet_solver_present(), reason="the fleet solver has not landed")
@@ -388,3 +390,27 @@ def test_fleet_document_loads_in_the_fleet_solver(prices: pd.DataFrame) -> None:
     assert {p.market for p in scenario.pools} == {"spot", "on-demand"}
     assert len(scenario.quotas) == len(fleet["quotas"]) > 0
     assert scenario.solver.survive_spot_loss == "region"
+
+
+def test_fleet_quotas_as_the_example_states_them() -> None:
+    """Every inventory quota covering two or more pools caps their sum; each pool's available
+    is the smallest quota covering it; no emitted quota covers nothing."""
+    inventory = load_inventory(EXAMPLE)
+    fleet, notes = fleet_scenario(fetch_prices("snapshot"), inventory)
+    pools = fleet["pools"]
+
+    def covers(quota: dict, pool: dict) -> bool:
+        return all(quota.get(k) in (None, pool[k]) for k in ("cloud", "region", "gpu", "market"))
+
+    for quota in fleet["quotas"]:
+        assert sum(covers(quota, pool) for pool in pools) >= 2, quota
+    nebius = [q for q in fleet["quotas"] if q == {"cloud": "nebius", "max_gpus": 16}]
+    assert len(nebius) == 1  # the cloud-wide grant caps the sum of every nebius pool
+    for pool in pools:
+        covering = inventory.matching_quotas(
+            pool["cloud"], pool["region"], pool["gpu"], pool["market"]
+        )
+        assert pool["available"] == min(q.max_gpus for q in covering)
+        assert pool["id"].endswith("/" + pool["market"])
+    assert {p["market"] for p in pools} == {"spot", "on-demand"}
+    assert any("publish no such feed" in note for note in notes)  # the snapshot has no buckets

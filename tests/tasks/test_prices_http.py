@@ -128,7 +128,9 @@ def test_read_timeout_before_headers(server: LoopbackServer) -> None:
     started = time.monotonic()
     with pytest.raises(SourceTimeout, match="read timeout"):
         client().get_bytes(server.url_for("/slow"))
-    assert time.monotonic() - started < 3.0
+    assert (
+        time.monotonic() - started < 4.5
+    )  # 3 tries x 0.3 s and a busy box; without the timeout: 3 x 5 s
     assert len(server.requests_to("/slow")) == FAST.max_attempts
 
 

@@ -243,3 +243,19 @@ def test_combine_reports(tmp_path: Path) -> None:
 def test_artifact_keys_are_prefect_safe() -> None:
     assert artifact_key("Replan/Tiny 7B", "report") == "replan-tiny-7b-report"
     assert artifact_key("", "") == "replan-report"
+
+
+def test_an_unproven_exact_plan_is_said_first_with_its_gap() -> None:
+    unproven = {
+        **EXACT,
+        "status": "feasible",
+        "mip_gap": 0.0218,
+        "lower_bound_cost_per_token": EXACT["cost_per_token"] / 1.0218,
+    }
+    report = report_for(plans={**PLANS, "exact": unproven})
+    read_first = report.markdown.split("## Decision")[0]
+    assert "Not proven optimal" in read_first
+    assert "at most 2.2 % above the optimum" in read_first
+    assert any("Not proven optimal" in s for s in report.slack_sections)
+    proven = report_for()
+    assert "Not proven optimal" not in proven.markdown
