@@ -9,13 +9,19 @@ quotas hold and D is exposed to no spot failure domain c is not (resilience rows
 Two cases are checked, both cheap:
 - D within one pool: H_p(g), the most throughput single-pool replicas reach with g GPUs of
   pool p (an unbounded knapsack over those replicas), against every configuration;
-- for a replica that spans pools, D is one such best mix per pool it uses.
+- for a replica that spans pools, D is one such best mix per pool it uses;
+- D one other configuration of the same model on the same pools with at most c's GPUs of each
+  and at least its throughput, one of them strictly (`_column_dominated`; on issue 12's
+  237-pool model this drops ~1 column in 5, pipelines that a smaller pipeline outruns).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
+from solver import deadline
 from solver.replicas import ReplicaConfig
 
 
@@ -41,7 +47,41 @@ def undominated(configs: list[ReplicaConfig]) -> list[int]:
             rival = sum(best[(config.model, pool)][gpus] for pool, gpus in config.gpus_by_pool)
         if rival < config.tokens_per_s:
             kept.append(index)
-    return kept
+    dominated = _column_dominated(configs, kept)
+    return [index for index in kept if index not in dominated]
+
+
+def _column_dominated(configs: list[ReplicaConfig], indices: list[int]) -> set[int]:
+    """Those of `indices` that another one of them beats alone: same model and pools, at most
+    as many GPUs of every pool, at least the throughput, strictly better in one of them."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for index in indices:
+        config = configs[index]
+        support = tuple(pool for pool, _ in config.gpus_by_pool)
+        groups[(config.model, support)].append(index)
+    dominated: set[int] = set()
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        pools = sorted({pool for i in members for pool, _ in configs[i].gpus_by_pool})
+        column = {pool: k for k, pool in enumerate(pools)}
+        gpus = np.zeros((len(members), len(pools)))
+        for row, index in enumerate(members):
+            for pool, count in configs[index].gpus_by_pool:
+                gpus[row, column[pool]] = count
+        tokens = np.array([configs[index].tokens_per_s for index in members])
+        order = np.argsort(-tokens, kind="stable")  # a rival has at least the throughput
+        gpus, tokens = gpus[order], tokens[order]
+        rivals_end = np.searchsorted(-tokens, -tokens, side="right")
+        for row, position in enumerate(order):
+            if row % 64 == 0 and deadline.expired():
+                return dominated  # fewer columns dropped is still exact
+            end = rivals_end[row]
+            rivals, own = gpus[:end], gpus[row]
+            strict = (tokens[:end] > tokens[row]) | np.any(rivals < own, axis=1)
+            if np.any(np.all(rivals <= own, axis=1) & strict):
+                dominated.add(members[position])
+    return dominated
 
 
 def _best_throughput(

@@ -19,7 +19,15 @@ from pyomo.common.tee import capture_output
 from solver import deadline
 from solver.deadline import DeadlineExceeded
 from solver.lazy_lp import Limits, LpSolution, pricing_bounds, solve_lp
-from solver.milp import SOLVER_LOCK, MilpResult, PlacementMilp, mix_totals, requirements_of
+from solver.milp import (
+    KTOKENS,
+    SOLVER_LOCK,
+    MilpResult,
+    PlacementMilp,
+    mix_totals,
+    requirements_of,
+    tokens_by_model,
+)
 from solver.replicas import (
     ConfigLimitExceeded,
     ReplicaConfig,
@@ -29,6 +37,7 @@ from solver.replicas import (
 from solver.scenario import Scenario
 
 MAX_GAP_ROUNDS = 12
+PRICING_TIME_SHARE = 0.5  # of the time left, at most, for one pricing search
 
 
 class LazyPlacementMilp:
@@ -117,12 +126,23 @@ class LazyPlacementMilp:
             return self._milp_solve(kwargs, started, proven=False)
         if lp.slack > 1e-7:
             return MilpResult("infeasible", {}, None, None, time.perf_counter() - started)
-        result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
-        if not prove:
-            return result
-        incumbent_cost = self.totals(result.counts)[1] if result.counts else 0.0
-        # wide enough to hold every plan tied with the optimum (relative 1e-9 of its cost)
-        tolerance = 1e-7 * max(1.0, abs(lp.objective)) + 1e-8 * incumbent_cost
+        if prove and start:
+            # the start bounds the optimum: price its gap first, so one MILP settles it
+            start_gap = self._objective(limits, start) - lp.objective
+            tolerance = self._tolerance(lp, start)
+            try:
+                self._price(limits, lp, start_gap + tolerance)
+            except (ConfigLimitExceeded, DeadlineExceeded):
+                return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
+            result = self._milp_solve(kwargs, started, proven=True, lp_bound=lp.objective)
+            priced = start_gap + tolerance
+            if result.objective is not None and result.objective - lp.objective <= priced:
+                return result  # every column that could do better is in the model
+        else:
+            result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
+            if not prove:
+                return result
+        tolerance = self._tolerance(lp, result.counts)
         gap = (result.objective - lp.objective) if result.objective is not None else None
         threshold = gap if gap is not None else max(1e-6, 0.05 * abs(lp.objective))
         for _ in range(MAX_GAP_ROUNDS):
@@ -156,7 +176,58 @@ class LazyPlacementMilp:
                 threshold = math.inf
         return self._milp_solve(kwargs, started, proven=False, lp_bound=lp.objective)
 
+    def lp_ratio(self, ratio: float, tolerance: float) -> tuple[float, float, float] | None:
+        """Least cost per useful ktokens/s of the LP relaxation over every configuration.
+
+        Dinkelbach on the LP from `ratio` (any value): each step minimises C - lam V over the LP
+        (column generation) and moves lam to the ratio of the LP plan, which converges from above
+        to the LP optimum lam_LP <= the integer optimum. Returns (lam_LP as the last LP plan's
+        ratio, the LP value at it, the LP plan's cost per hour) or None when the LP has no
+        throughput or a budget ran out.
+        """
+        attained = False  # from the first move on, lam is the ratio of an LP plan: F_LP <= 0
+        for _ in range(MAX_GAP_ROUNDS):
+            limits = Limits(1.0, ratio, 0.0, {}, requirements_of(self.scenario), None, None, None)
+            try:
+                lp = self._column_generation(limits)
+            except (ConfigLimitExceeded, DeadlineExceeded):
+                return None
+            if lp.slack > 1e-7:
+                return None
+            values = list(lp.values)
+            by_model: dict[int, float] = {}
+            for config, x in zip(self.configs, values, strict=False):
+                by_model[config.model] = by_model.get(config.model, 0.0) + x * config.tokens_per_s
+            useful = sum(
+                t if (cap := self.scenario.models[m].useful_tokens_per_s) is None else min(t, cap)
+                for m, t in by_model.items()
+            )
+            cost = sum(x * c.cost_per_hour for c, x in zip(self.configs, values, strict=False))
+            if useful <= 0:
+                return None
+            if attained and lp.objective >= -tolerance * cost:
+                return ratio, lp.objective, cost
+            ratio, attained = cost / (useful / KTOKENS), True
+        return None
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _tolerance(self, lp: LpSolution, counts: dict[int, int]) -> float:
+        """Pricing slack wide enough to hold every plan tied with the optimum (1e-9 of its cost)."""
+        incumbent_cost = self.totals(counts)[1] if counts else 0.0
+        return 1e-7 * max(1.0, abs(lp.objective)) + 1e-8 * incumbent_cost
+
+    def _objective(self, limits: Limits, counts: dict[int, int]) -> float:
+        """The solve's objective at a plan (configuration index -> replicas)."""
+        useful, cost, gpus = self.totals(counts)
+        by_model = tokens_by_model(self.configs, counts)
+        raw = sum(w * by_model.get(m, 0.0) for m, w in limits.model_weights.items())
+        return (
+            limits.cost_weight * cost
+            - limits.throughput_weight * useful / KTOKENS
+            - raw / KTOKENS
+            + limits.gpu_weight * gpus
+        )
 
     def _add(self, configs: list[ReplicaConfig]) -> int:
         added = 0
@@ -214,8 +285,12 @@ class LazyPlacementMilp:
         started = time.perf_counter()
         bounds = pricing_bounds(self.scenario, limits, lp, threshold)
         budget = SearchBudget(self.node_budget)
+        left = deadline.remaining_s()
+        # one search may use a share of the time left: the rest is for a MILP over what is found
+        share = None if left is None else max(0.0, PRICING_TIME_SHARE * left)
         try:
-            found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
+            with deadline.deadline(share):
+                found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
         finally:
             self.pricing_seconds += time.perf_counter() - started
         budget.found = self._add(found)

@@ -45,6 +45,7 @@ class LpSolution:
     objective: float
     slack: float
     duals: dict[Row, float]
+    values: tuple[float, ...] = ()  # replicas of each configuration, in the LP's column order
 
     def dual(self, *row: str) -> float:
         return self.duals.get(row, 0.0)
@@ -168,6 +169,7 @@ def solve_lp(
         objective=highs.getInfo().objective_function_value,
         slack=sum(solution.col_value[slack_from:]),
         duals={key: duals[i] for key, i in index.items()},
+        values=tuple(solution.col_value[: len(configs)]),
     )
 
 

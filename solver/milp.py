@@ -12,6 +12,7 @@ thousands of tokens/s, so coefficients stay within about [1e-3, 1e5].
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import highspy
 import pyomo.environ as pyo
+from pyomo.common.tee import capture_output
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
@@ -53,6 +55,20 @@ class _HighsWithStart(Highs):
         return super()._solve()
 
 
+@functools.cache
+def light_presolve() -> dict[str, int]:
+    """HiGHS's light presolve where this HiGHS has it (`presolve_mode`, 1.16 on).
+
+    The default presolve probes every binary: on issue 12's 237-pool heavy-demand model
+    (~6,800 columns, ~4,700 binaries) that took 40-75 s per MILP solve, past its time limit;
+    light presolve takes ~4 s and the steps and proofs run faster overall (bench/README.md).
+    """
+    with SOLVER_LOCK, capture_output(capture_fd=True):
+        probe = highspy.Highs()
+    status, _ = probe.getOptionValue("presolve_mode")
+    return {"presolve_mode": 2} if status == highspy.HighsStatus.kOk else {}
+
+
 @dataclass(frozen=True)
 class MilpResult:
     status: str  # optimal | feasible | infeasible | unknown (a limit hit before any plan)
@@ -81,7 +97,11 @@ class PlacementMilp:
         self.solver.config.auto_updates.check_for_new_or_removed_vars = False
         self.solver.config.auto_updates.update_vars = False
         self.solver.config.auto_updates.update_named_expressions = False
-        self.solver.config.solver_options = {"output_flag": False, "log_to_console": False}
+        self.solver.config.solver_options = {
+            "output_flag": False,
+            "log_to_console": False,
+            **light_presolve(),
+        }
         self.solves = 0
 
     def solve(

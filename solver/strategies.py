@@ -30,6 +30,7 @@ MAX_DINKELBACH_ITERATIONS = 100
 TIE_BREAK_MIN_SECONDS = 1.0
 QUICK_REL_GAP = 1e-3  # Dinkelbach steps that only need an improving plan
 PROOF_REL_GAP = 1e-9
+LP_RATIO_REL_TOL = 1e-12  # Dinkelbach on the LP stops when F_LP(lam) >= -this x its cost
 FULL_LISTING_MULTISETS = 20_000  # beyond this, configurations are generated from LP duals
 PRICING_SEARCH_NODES = 5_000_000
 
@@ -105,7 +106,11 @@ def placement_model(
         columns_on_demand = search_size(scenario) > FULL_LISTING_MULTISETS
     if columns_on_demand:
         initial = fleet_configs(scenario, homogeneous=True)
-        return LazyPlacementMilp(scenario, initial, node_budget=PRICING_SEARCH_NODES)
+        # under a time limit the deadline bounds every search: a node budget would only give up
+        # early (474 pools at 25 % demand: an unproven answer at 80 s of 120, 111 % gap)
+        limited = scenario.solver.time_limit_s is not None
+        budget = None if limited else PRICING_SEARCH_NODES
+        return LazyPlacementMilp(scenario, initial, node_budget=budget)
     return PlacementMilp(scenario, fleet_configs(scenario))
 
 
@@ -166,9 +171,15 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
     started = time.perf_counter()
     lower_bound = (lower_bound_ratio(milp.scenario) or 0.0) * KTOKENS
     bounds = _RatioBounds(milp.scenario, lower_bound)
-    ratio, attained = lower_bound, False  # attained: some plan has exactly this ratio
     best: MilpResult | None = None
     best_ratio, best_cost = float("inf"), 0.0
+    if isinstance(milp, LazyPlacementMilp):
+        # the LP relaxation's ratio: a lower bound far closer than the physical one
+        lp = milp.lp_ratio(lower_bound, LP_RATIO_REL_TOL)
+        if lp is not None:
+            bounds.add(lp[0], lp[1])
+            best_cost = lp[2]  # sizes the first step's absolute gap
+    ratio, attained = bounds.best, False  # attained: some plan has exactly this ratio
     iterations, proofs = 0, 0
     proven = prove_next = False
     while iterations < MAX_DINKELBACH_ITERATIONS:
@@ -179,7 +190,7 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             result = best
         else:
             # objective ~ 0 near the optimum makes a relative gap exact: loosen it absolutely
-            quick_abs_gap = QUICK_REL_GAP * best_cost if best is not None else 1e-9
+            quick_abs_gap = QUICK_REL_GAP * best_cost if best_cost > 0 else 1e-9
             result = milp.solve(
                 cost_weight=1.0,
                 throughput_weight=ratio,
@@ -190,6 +201,8 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             bounds.add(ratio, result.bound)
         if result.counts and attained and _value(milp, result, ratio) >= 0:
             proofs += 1  # nothing better found quickly: settle F(ratio) exactly
+            if best is not None and _value(milp, best, ratio) < _value(milp, result, ratio):
+                result = best  # the lowest start: the lazy model prices only its gap
             _, cost, _ = _totals_k(milp, result.counts)
             result = milp.solve(
                 cost_weight=1.0,
