@@ -76,6 +76,8 @@ def plan_table(plan: dict[str, Any]) -> str:
         f"{format_cost_per_token(plan.get('cost_per_token'))}/token  "
         f"{plan.get('gpus', 0)} GPUs"
     )
+    if plan.get("replicas") and plan.get("message"):  # e.g. not proven optimal, with its gap
+        summary += f"\n{plan['message']}"
     fleet = is_fleet_plan(plan)
     if fleet:
         headers_m = ("model", "tokens/s", "cost/h", "$/token", "demand tokens/s")

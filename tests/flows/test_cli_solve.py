@@ -77,3 +77,30 @@ def test_compare_prints_each_strategy_with_its_gap(capsys: pytest.CaptureFixture
     assert set(rows) == {"exact", "iterative", "weighted", "min-cost"}
     assert "1x V100 TP1" in rows["exact"] and "+0.0%" in rows["exact"]
     assert "+60.3%" in rows["iterative"]
+
+
+def test_table_says_when_a_plan_is_not_proven_optimal() -> None:
+    from flows.commands.render import plan_table
+
+    replica = {
+        "count": 1,
+        "cloud": "aws",
+        "region": "us-east-1",
+        "tokens_per_s": 1000.0,
+        "cost_per_hour": 1.0,
+        "stages": [{"pool": "aws/us-east-1/T4", "gpu": "T4", "tp": 1, "layers": 32}],
+    }
+    plan = {
+        "strategy": "exact",
+        "status": "feasible",
+        "tokens_per_s": 1000.0,
+        "cost_per_hour": 1.0,
+        "cost_per_token": 1.0 / 3.6e6,
+        "gpus": 1,
+        "replicas": [replica],
+        "message": "not proven optimal: the time limit ended the search; at most 2 % above",
+    }
+    lines = plan_table(plan).splitlines()
+    assert lines[0].startswith("exact: feasible")
+    assert lines[1] == plan["message"]
+    assert "not proven" not in plan_table({**plan, "status": "optimal", "message": ""})
