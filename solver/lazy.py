@@ -264,6 +264,9 @@ class LazyPlacementMilp:
     ) -> MilpResult:
         """The MILP over the columns at hand. Unproven, its own bound covers only those
         columns: the bound reported is then the LP optimum over every column, if known."""
+        if deadline.expired() and not kwargs.get("start"):
+            # no plan in hand and no time left: building the MILP would only break the promise
+            return MilpResult("unknown", {}, None, lp_bound, time.perf_counter() - started)
         result = self.settled().solve(**kwargs)
         status = result.status if proven or not result.counts else "feasible"
         bound = result.bound if proven and result.status == "optimal" else lp_bound

@@ -66,9 +66,10 @@ def test_time_limit_holds_while_listing_configurations() -> None:
     started = time.perf_counter()
     plan = solve(scenario, "exact")
     elapsed = time.perf_counter() - started
-    # + 2 s: a busy machine's scheduling and the pyomo build after the deadline; without the
-    # deadline this listing runs for hours. The promise itself is measured in bench/heavy_bench.py
-    assert elapsed < 2.0 * 1.1 + 2.0, elapsed
+    # + 3 s: a busy machine's scheduling and a process's first solve (HiGHS and model set-up,
+    # measured up to 2 s once per process); without the deadline this listing runs for hours.
+    # The promise itself is measured in bench/heavy_bench.py, whole processes, not here.
+    assert elapsed < 2.0 * 1.1 + 3.0, elapsed
     assert plan.status in ("unknown", "feasible"), plan.status
     if plan.status == "unknown":
         assert plan.message in (LISTING_TIME_LIMIT_MESSAGE, TIME_LIMIT_MESSAGE)
