@@ -246,8 +246,15 @@ def gap_to_exact(plan_json: PlanJson | None, exact_json: PlanJson | None) -> flo
 # -- last night's placement against tonight's scenario ------------------------------------
 
 
-def plan_from_json(plan_json: PlanJson, scenario: Scenario | None = None) -> Plan:
-    """Rebuild a `Plan`; with a scenario, replica figures are recomputed at its prices.
+def plan_from_json(
+    plan_json: PlanJson,
+    scenario: Scenario | None = None,
+    *,
+    reprice: bool = True,
+    default_model: str = "",
+) -> Plan:
+    """Rebuild a `Plan`; with a scenario (and `reprice`), replica figures are recomputed at its
+    prices. A replica without a `model` gets `default_model` ("": the scenario's first model).
 
     A replica on a pool the scenario no longer has keeps its stored figures.
     """
@@ -256,8 +263,8 @@ def plan_from_json(plan_json: PlanJson, scenario: Scenario | None = None) -> Pla
         stages = stages_of(replica)
         tokens_per_s = float(replica.get("tokens_per_s") or 0.0)
         cost_per_hour = float(replica.get("cost_per_hour") or 0.0)
-        model = str(replica.get("model") or "")  # pre-fleet plans: the scenario's first model
-        if scenario is not None:
+        model = str(replica.get("model") or default_model)
+        if scenario is not None and reprice:
             # A pool gone or a stage unusable keeps the stored figures: recheck_previous says why.
             with suppress(KeyError, ValueError, ZeroDivisionError):
                 tokens_per_s, cost_per_hour = replica_figures(scenario, stages, model)

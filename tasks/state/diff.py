@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from solver.diff import (
     decide,
     gpus_by_pool,
     gpus_by_type,
+    plan_from_json,
     stages_of,
 )
 from solver.plan import Stage
@@ -153,34 +153,7 @@ def on_fleet_pools(plan: PlanJson, pool_ids: set[str]) -> dict[str, Any]:
 def _fleet_plan(plan: PlanJson, scenario: Any, reprice: bool) -> Any:
     """A `solver.plan.Plan` of the JSON, each replica's model kept, figures at tonight's
     prices when `reprice` (a replica on a pool gone or unusable keeps its stored figures)."""
-    from solver.plan import Plan, ReplicaGroup, replica_figures
-
-    groups = []
-    for replica in plan.get("replicas") or []:
-        stages = stages_of(replica)
-        model = str(replica.get("model") or scenario.model.name)
-        tokens_per_s = float(replica.get("tokens_per_s") or 0.0)
-        cost_per_hour = float(replica.get("cost_per_hour") or 0.0)
-        if reprice:  # a pool gone or unusable: `recheck_fleet` says why
-            with suppress(KeyError, ValueError, ZeroDivisionError):
-                tokens_per_s, cost_per_hour = replica_figures(scenario, stages, model)
-        groups.append(
-            ReplicaGroup(
-                count=int(replica.get("count", 1)),
-                cloud=str(replica["cloud"]),
-                region=str(replica["region"]),
-                stages=stages,
-                tokens_per_s=tokens_per_s,
-                cost_per_hour=cost_per_hour,
-                model=model,
-            )
-        )
-    return Plan(
-        strategy=str(plan.get("strategy", "exact")),
-        status=str(plan.get("status", "optimal")),
-        replicas=tuple(groups),
-        scenario=scenario,
-    )
+    return plan_from_json(plan, scenario, reprice=reprice, default_model=scenario.model.name)
 
 
 def _pools_of(plan: PlanJson) -> set[str]:
