@@ -53,22 +53,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prices -> validate -> inventory -> validate -> pools -> validate -> scenario file."""
     from tasks.pools import PoolsError, build_pools, build_scenario, write_scenario
-    from tasks.validation import check_inventory_file, check_price_file, validate_pools
+    from tasks.validation import validate_pools
 
     if args.model is None:
         return run_fleet(args)
     price_mode = args.price_mode or MODEL_PRICE_MODE
-    prices, price_report = check_price_file(
-        args.prices,
-        max_age_days=args.max_age_days,
-        spot_tolerance=args.spot_tolerance,
-        now=args.now,
-    )
-    inventory, inventory_report = check_inventory_file(args.inventory)
-    reports = [price_report, inventory_report]
-    if prices is None or inventory is None or not all(r.ok for r in reports):
-        _print_reports(reports)
+    checked = _checked_inputs(args)
+    if checked is None:
         return EXIT_INVALID
+    prices, inventory, reports = checked
     try:
         build = build_pools(prices, inventory, args.model, price_mode=price_mode)
     except PoolsError as exc:
@@ -95,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_fleet(args: argparse.Namespace) -> int:
-    """Prices -> validate -> inventory -> validate -> fleet pools -> validate -> fleet file."""
-    from tasks.pools import PoolsError, build_fleet, fleet_document, write_scenario
-    from tasks.validation import check_inventory_file, check_price_file, validate_fleet_pools
+def _checked_inputs(args: argparse.Namespace) -> tuple[Any, Any, list[Any]] | None:
+    """The price table and inventory, with their validation reports; None (reports printed)
+    when either is invalid."""
+    from tasks.validation import check_inventory_file, check_price_file
 
-    price_mode = args.price_mode or FLEET_PRICE_MODE
     prices, price_report = check_price_file(
         args.prices,
         max_age_days=args.max_age_days,
@@ -111,7 +103,20 @@ def run_fleet(args: argparse.Namespace) -> int:
     reports = [price_report, inventory_report]
     if prices is None or inventory is None or not all(r.ok for r in reports):
         _print_reports(reports)
+        return None
+    return prices, inventory, reports
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """Prices -> validate -> inventory -> validate -> fleet pools -> validate -> fleet file."""
+    from tasks.pools import PoolsError, build_fleet, fleet_document, write_scenario
+    from tasks.validation import validate_fleet_pools
+
+    price_mode = args.price_mode or FLEET_PRICE_MODE
+    checked = _checked_inputs(args)
+    if checked is None:
         return EXIT_INVALID
+    prices, inventory, reports = checked
     try:
         build = build_fleet(prices, inventory, price_mode=price_mode)
     except PoolsError as exc:
