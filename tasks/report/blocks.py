@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,12 @@ def relative_change(before: float | None, after: float | None) -> float | None:
     if not _ok(before) or not _ok(after) or not before:
         return None
     return after / before - 1.0
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float, or None when it is missing, not a number, NaN or infinite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

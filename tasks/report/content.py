@@ -26,6 +26,7 @@ from tasks.report.blocks import (
     Code,
     Image,
     Section,
+    finite_number,
     para,
     rate,
     relative_change,
@@ -163,9 +164,9 @@ def price_moves_from(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) ->
     records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
     moves = []
     for row in records:
-        old = _number(_first(row, _OLD_KEYS))
-        new = _number(_first(row, _NEW_KEYS))
-        pct = _number(_first(row, _PCT_KEYS))
+        old = finite_number(_first(row, _OLD_KEYS))
+        new = finite_number(_first(row, _NEW_KEYS))
+        pct = finite_number(_first(row, _PCT_KEYS))
         if new is None and old is not None and pct is not None:
             new = old * (1 + pct / 100)
         moves.append(PriceMove(str(row.get("pool", "")), str(row.get("gpu", "")), old, new))
@@ -177,14 +178,6 @@ def _first(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
         if key in row:
             return row[key]
     return None
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def freshness_text(value: Any) -> str:

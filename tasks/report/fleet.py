@@ -7,7 +7,6 @@ Pure functions of plan JSON dicts: a plan missing a block (a pre-fleet plan has 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from tasks.report.blocks import (
     MISSING,
     Section,
+    finite_number,
     para,
     rate,
     relative_change,
@@ -31,16 +31,8 @@ MAX_CAPACITY_ROWS = 40  # pools in use and quotas; the rest are counted, not lis
 PlanJson = Mapping[str, Any]
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _int_text(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return MISSING if number is None else f"{int(number):,}"
 
 
@@ -52,12 +44,12 @@ def cost_per_token(plan: PlanJson | None) -> float | None:
     """The plan's $/token: its own field, else $/h over 3600 × useful (or all) tokens/s."""
     if not plan:
         return None
-    stated = _number(plan.get("cost_per_token"))
+    stated = finite_number(plan.get("cost_per_token"))
     if stated is not None:
         return stated
-    cost = _number(plan.get("cost_per_hour"))
-    tokens = _number(plan.get("useful_tokens_per_s"))
-    tokens = tokens if tokens is not None else _number(plan.get("tokens_per_s"))
+    cost = finite_number(plan.get("cost_per_hour"))
+    tokens = finite_number(plan.get("useful_tokens_per_s"))
+    tokens = tokens if tokens is not None else finite_number(plan.get("tokens_per_s"))
     if cost is None or not tokens:
         return None
     return cost / (SECONDS_PER_HOUR * tokens)
@@ -78,10 +70,10 @@ def fleet_rows(plan: PlanJson) -> list[list[str]]:
         rows.append(
             [
                 str(model.get("name", MISSING)),
-                rate(_number(model.get("demand_tokens_per_s"))),
-                rate(_number(model.get("tokens_per_s"))),
-                rate(_number(model.get("useful_tokens_per_s", model.get("tokens_per_s")))),
-                usd(_number(model.get("cost_per_hour"))),
+                rate(finite_number(model.get("demand_tokens_per_s"))),
+                rate(finite_number(model.get("tokens_per_s"))),
+                rate(finite_number(model.get("useful_tokens_per_s", model.get("tokens_per_s")))),
+                usd(finite_number(model.get("cost_per_hour"))),
                 usd_per_mtoken(cost_per_token(model)),
                 _int_text(model.get("gpus")),
             ]
@@ -89,10 +81,10 @@ def fleet_rows(plan: PlanJson) -> list[list[str]]:
     rows.append(
         [
             "fleet (total)",
-            rate(sum(_number(m.get("demand_tokens_per_s")) or 0 for m in plan["models"])),
-            rate(_number(plan.get("tokens_per_s"))),
-            rate(_number(plan.get("useful_tokens_per_s", plan.get("tokens_per_s")))),
-            usd(_number(plan.get("cost_per_hour"))),
+            rate(sum(finite_number(m.get("demand_tokens_per_s")) or 0 for m in plan["models"])),
+            rate(finite_number(plan.get("tokens_per_s"))),
+            rate(finite_number(plan.get("useful_tokens_per_s", plan.get("tokens_per_s")))),
+            usd(finite_number(plan.get("cost_per_hour"))),
             usd_per_mtoken(cost_per_token(plan)),
             _int_text(plan.get("gpus")),
         ]
@@ -161,7 +153,7 @@ def limits(plan: PlanJson | None) -> list[Limit]:
                 "pool",
                 str(pool.get("pool")),
                 str(pool.get("market") or ""),
-                int(_number(pool.get("used_gpus")) or 0),
+                int(finite_number(pool.get("used_gpus")) or 0),
                 _optional_int(pool.get("available_gpus")),
             )
         )
@@ -171,7 +163,7 @@ def limits(plan: PlanJson | None) -> list[Limit]:
                 "quota",
                 str(quota.get("label")),
                 str(quota.get("market") or "*"),
-                int(_number(quota.get("used_gpus")) or 0),
+                int(finite_number(quota.get("used_gpus")) or 0),
                 _optional_int(quota.get("max_gpus")),
             )
         )
@@ -179,7 +171,7 @@ def limits(plan: PlanJson | None) -> list[Limit]:
 
 
 def _optional_int(value: Any) -> int | None:
-    number = _number(value)
+    number = finite_number(value)
     return None if number is None else int(number)
 
 
@@ -240,14 +232,14 @@ def spot_share(plan: PlanJson | None) -> float | None:
     """Share of the plan's GPUs rented on spot: the resilience block's, else from the stages."""
     if not plan:
         return None
-    stated = _number((plan.get("resilience") or {}).get("spot_share"))
+    stated = finite_number((plan.get("resilience") or {}).get("spot_share"))
     if stated is not None:
         return stated
     spot = total = 0
     for replica in plan.get("replicas") or []:
-        count = int(_number(replica.get("count")) or 1)
+        count = int(finite_number(replica.get("count")) or 1)
         for stage in replica.get("stages") or []:
-            gpus = count * int(_number(stage.get("tp")) or 0)
+            gpus = count * int(finite_number(stage.get("tp")) or 0)
             total += gpus
             if stage.get("market") == "spot":
                 spot += gpus
@@ -270,8 +262,8 @@ def tokens_left(plan: PlanJson, domain: str, kind: str) -> dict[str, float]:
             for stage in replica.get("stages") or []
         )
         if not exposed:
-            count = _number(replica.get("count")) or 1
-            left[model] += count * (_number(replica.get("tokens_per_s")) or 0.0)
+            count = finite_number(replica.get("count")) or 1
+            left[model] += count * (finite_number(replica.get("tokens_per_s")) or 0.0)
     return left
 
 
@@ -292,8 +284,8 @@ class Resilience:
 
     @property
     def cost_per_hour_difference(self) -> float | None:
-        with_c = _number(self.resilient.get("cost_per_hour"))
-        without_c = _number((self.unconstrained or {}).get("cost_per_hour"))
+        with_c = finite_number(self.resilient.get("cost_per_hour"))
+        without_c = finite_number((self.unconstrained or {}).get("cost_per_hour"))
         return None if with_c is None or without_c is None else with_c - without_c
 
     @property
@@ -323,9 +315,9 @@ class Resilience:
                     (
                         name,
                         model_name,
-                        _number(model.get("demand_tokens_per_s")) or 0.0,
-                        _number(model.get("required_tokens_per_s")),
-                        _number(model.get("tokens_per_s_left")),
+                        finite_number(model.get("demand_tokens_per_s")) or 0.0,
+                        finite_number(model.get("required_tokens_per_s")),
+                        finite_number(model.get("tokens_per_s_left")),
                         without.get(model_name, 0.0) if self.unconstrained else None,
                     )
                 )
@@ -337,7 +329,7 @@ def _figures_row(name: str, plan: PlanJson | None) -> list[str]:
     return [
         name,
         str(plan.get("status", MISSING)),
-        usd(_number(plan.get("cost_per_hour"))),
+        usd(finite_number(plan.get("cost_per_hour"))),
         usd_per_mtoken(cost_per_token(plan)),
         _int_text(plan.get("gpus")),
         _pct(spot_share(plan)),
@@ -358,7 +350,7 @@ def resilience_section(
         return None
     view = Resilience(resilient, unconstrained)
     kind = DOMAIN_WORDS.get(view.kind, view.kind)
-    fraction = _number(view.block.get("fraction"))
+    fraction = finite_number(view.block.get("fraction"))
     difference = view.cost_per_hour_difference
     blocks: list[Any] = [
         para(
@@ -430,8 +422,8 @@ def resilience_line(resilient: PlanJson | None, unconstrained: PlanJson | None) 
         sign = "+" if difference >= 0 else "-"
         cost = (
             f"{sign}{usd(abs(difference))}/h ({signed_pct(view.cost_per_token_change)} $/token): "
-            f"{usd(_number(resilient.get('cost_per_hour')))}/h against "
-            f"{usd(_number((unconstrained or {}).get('cost_per_hour')))}/h without it"
+            f"{usd(finite_number(resilient.get('cost_per_hour')))}/h against "
+            f"{usd(finite_number((unconstrained or {}).get('cost_per_hour')))}/h without it"
         )
     worst = view.worst_left_fraction()
     worst_text = (
