@@ -448,7 +448,17 @@ def compare_to_published(
     scenario: Scenario,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> Comparison:
-    """recheck → reprice → diff → decide in one call, in the order the flow needs them."""
+    """recheck → reprice → diff → decide in one call, for one-model scenarios.
+
+    Replicas of several models carry their model, which this diff does not key on; such fleets
+    are compared by `tasks.state.diff.compare_fleet_to_published`, and asking here is an error
+    rather than wrong per-model figures.
+    """
+    if len(scenario.models) > 1:
+        raise ValueError(
+            "compare_to_published compares one-model plans; for several models use "
+            "tasks.state.diff.compare_fleet_to_published"
+        )
     if previous is None:
         return Comparison(diff_plans(None, current), decide(None, (), current, threshold), None)
     violations = recheck_previous(previous, scenario)

@@ -195,3 +195,23 @@ def test_solved_plans_round_trip_through_json() -> None:
     assert recheck_previous(exact, tonight) == []
     assert not diff_plans(exact, solve(tonight, "exact").to_json()).changed
     assert decide(exact, [], exact).reason == "unchanged"
+
+
+def test_a_fleet_of_two_models_is_refused_rather_than_compared_without_its_models() -> None:
+    one_model = scenario()
+    document = {
+        "models": [
+            {"name": "tiny", "num_layers": 32, "layer_memory_gb": 0.4, "demand_tokens_per_s": 500},
+            {"name": "other", "num_layers": 32, "layer_memory_gb": 0.4, "demand_tokens_per_s": 500},
+        ],
+        "pools": [
+            {"id": V100, "cloud": "lab", "region": "east", "gpu": "V100", "available": 4,
+             "price_per_gpu_hour": 0.30, "tokens_per_s": 1000, "max_tp": 4, "memory_gb": 16},
+        ],
+        "solver": {"tp_degrees": [1]},
+    }  # fmt: skip
+    fleet = scenario_from_dict(document)
+    tonight = solve(fleet, "exact").to_json()
+    with pytest.raises(ValueError, match="compare_fleet_to_published"):
+        compare_to_published(tonight, tonight, fleet)
+    assert compare_to_published(TWO_V100, TWO_V100, one_model).decision.kind == "unchanged"
