@@ -32,6 +32,8 @@ from solver.replicas import ReplicaConfig
 from solver.scenario import Scenario
 
 KTOKENS = 1000.0  # tokens/s per model throughput unit
+DEFAULT_MIP_FEASIBILITY = 1e-6  # HiGHS's mip_feasibility_tolerance
+CUTOFF_MIP_FEASIBILITY = 1e-9  # in a cut-off solve (USD/h rows of ~1e2-1e4: below 1e-9 of them)
 
 # pyomo captures HiGHS's console output by swapping process-wide file descriptors, which two
 # threads cannot do at once: solves in one process take turns (processes run in parallel).
@@ -42,8 +44,17 @@ class _HighsWithStart(Highs):
     """pyomo's persistent HiGHS, handing HiGHS a known plan as its first incumbent."""
 
     start: dict[int, float] | None = None  # id(pyomo var) -> value
+    cutoff: float | None = None  # only plans of objective below it count (else infeasible)
 
     def _solve(self):  # pyomo calls it with the model set up, right before HiGHS runs
+        highs = self._solver_model
+        if self.cutoff is None:
+            highs.setOptionValue("objective_bound", highspy.kHighsInf)
+            highs.setOptionValue("mip_feasibility_tolerance", DEFAULT_MIP_FEASIBILITY)
+        else:
+            highs.setOptionValue("objective_bound", self.cutoff)
+            # a cut-off search separates plans by 1e-9 of their cost: rows hold that closely
+            highs.setOptionValue("mip_feasibility_tolerance", CUTOFF_MIP_FEASIBILITY)
         if self.start:
             values = [0.0] * self._solver_model.getNumCol()
             for var_id, value in self.start.items():
@@ -121,6 +132,8 @@ class PlacementMilp:
         start: dict[int, int] | None = None,
         model_weights: dict[int, float] | None = None,
         demand_models: frozenset[int] | None = None,
+        max_gpus: int | None = None,
+        cutoff: float | None = None,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
 
@@ -131,6 +144,8 @@ class PlacementMilp:
         `prove` is accepted for interface parity with LazyPlacementMilp (always exact here);
         `rel_gap` loosens the MIP gap (default: the scenario's, else 0); `start` is a plan
         (configuration -> count) known to satisfy the limits, given to HiGHS as its incumbent.
+        `max_gpus` caps the plan's GPUs; with `cutoff`, a plan counts only with an objective below
+        it: none is status `infeasible`.
 
         `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
         """
@@ -150,11 +165,13 @@ class PlacementMilp:
             return MilpResult("infeasible", {}, None, None, 0.0)
         _set_limit(m.ratio_cap, m.max_ratio, max_ratio)
         _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
+        _set_limit(m.gpu_cap, m.max_gpus, max_gpus)
         options = self.scenario.solver
         started = time.perf_counter()
         if rel_gap is None:
             rel_gap = options.mip_rel_gap if options.mip_rel_gap is not None else 0.0
         self.solver.start = None if not start else self._start_values(start)
+        self.solver.cutoff = cutoff
         with SOLVER_LOCK:
             results = self.solver.solve(
                 m,
@@ -465,14 +482,17 @@ def define_resilience(
 
 
 def define_limits(m: pyo.ConcreteModel) -> None:
-    """Budget, a cap on cost per useful token (tie-breaking) and a cap on cost, each switchable."""
+    """Budget, a cap on cost per useful token (tie-breaking), caps on cost and GPUs, each
+    switchable."""
     m.budget_per_hour = pyo.Param(mutable=True, initialize=math.inf)
     m.budget = pyo.Constraint(expr=m.cost_per_hour <= m.budget_per_hour)
     m.max_ratio = pyo.Param(mutable=True, initialize=0.0)
     m.ratio_cap = pyo.Constraint(expr=m.cost_per_hour - m.max_ratio * m.useful_ktokens_per_s <= 0)
     m.max_cost_per_hour = pyo.Param(mutable=True, initialize=math.inf)
     m.cost_cap = pyo.Constraint(expr=m.cost_per_hour <= m.max_cost_per_hour)
-    for constraint in (m.budget, m.ratio_cap, m.cost_cap):
+    m.max_gpus = pyo.Param(mutable=True, initialize=math.inf)
+    m.gpu_cap = pyo.Constraint(expr=m.gpus <= m.max_gpus)
+    for constraint in (m.budget, m.ratio_cap, m.cost_cap, m.gpu_cap):
         constraint.deactivate()
 
 
