@@ -34,12 +34,18 @@ from solver.replicas import (
     ReplicaConfig,
     SearchBudget,
     fleet_configs,
+    search_size,
 )
 from solver.scenario import Scenario
 
 MAX_GAP_ROUNDS = 12
 PRICING_TIME_SHARE = 0.5  # of the time left, at most, for one pricing search
 BEST_COLUMNS = 20  # columns one column-generation round seeks per location: the most negative
+# Beyond this many multisets (search_size), column generation seeks the most negative columns
+# per location (solver.pricing_dp) instead of listing every negative one: at S = 16 that
+# listing does not finish (237 pools: 1.6e13 multisets), at S = 8 (4.7e8) it is fast and its
+# many columns give the first MILPs better plans.
+BEST_PRICING_MULTISETS = 2e9
 
 
 class LazyPlacementMilp:
@@ -52,6 +58,7 @@ class LazyPlacementMilp:
         self.configs: list[ReplicaConfig] = []
         self._keys: set[tuple] = set()
         self.node_budget = node_budget
+        self.seek_best = search_size(scenario) > BEST_PRICING_MULTISETS
         self.build_seconds = 0.0
         self.pricing_seconds = 0.0
         self.solves = 0
@@ -282,7 +289,8 @@ class LazyPlacementMilp:
             lp = solve_lp(self._highs, self.scenario, self.configs, limits)
             self.lp_solves += 1
             scale = max(1.0, abs(lp.objective))
-            if not self._price(limits, lp, -1e-9 * scale, best=BEST_COLUMNS).found:
+            best = BEST_COLUMNS if self.seek_best else None
+            if not self._price(limits, lp, -1e-9 * scale, best=best).found:
                 return lp
 
     def _price(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from unittest.mock import patch
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solver import scenario_from_dict
+from solver import lazy, scenario_from_dict
 from solver.pricing_dp import best_fleet_configs, least_multiset
 from solver.replicas import (
     PricingBound,
@@ -19,8 +21,8 @@ from solver.replicas import (
     stage_types,
 )
 from solver.scenario import Scenario
-from tests.solver.strategies import small_scenarios
-from tests.solver.test_properties import PROPERTY_SETTINGS
+from tests.solver.strategies import small_scenarios, strategy_scenarios
+from tests.solver.test_properties import PROPERTY_SETTINGS, _check_against_reference
 
 TOL = 1e-9
 
@@ -112,3 +114,16 @@ def test_best_fleet_configs_finds_a_listed_column_below_the_threshold_iff_one_ex
         best = min(bound.reduced_cost(c) for c in below)
         by_location = {(c.cloud, c.region) for c in below if bound.reduced_cost(c) <= best + TOL}
         assert by_location & {(c.cloud, c.region) for c in found}
+
+
+@pytest.mark.parametrize("strategy", ["exact", "min-cost", "max-throughput", "weighted"])
+def test_columns_priced_by_rate_match_the_exhaustive_reference(strategy: str) -> None:
+    """Column generation seeking the best columns (as beyond BEST_PRICING_MULTISETS)."""
+
+    @PROPERTY_SETTINGS
+    @given(strategy_scenarios(strategy))
+    def check(document: dict) -> None:
+        with patch.object(lazy, "BEST_PRICING_MULTISETS", -1):
+            _check_against_reference(document, strategy, columns_on_demand=True)
+
+    check()
