@@ -20,6 +20,7 @@ within the found multiset's pools.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -111,20 +112,14 @@ def least_multiset(
 def _pool_choices(
     types: list[StageType], values: list[float], max_stages: int
 ) -> list[_PoolChoices]:
+    """The choices of each pool of the location, valued at this pricing's stage values."""
     by_pool: dict[int, list[int]] = {}
     for i, t in enumerate(types):
         by_pool.setdefault(t.pool_index, []).append(i)
     result = []
     for members in by_pool.values():
-        available = types[members[0]].pool.available
-        ranges = [range(min(max_stages, available // types[i].tp) + 1) for i in members]
-        vectors = [
-            c
-            for c in itertools.product(*ranges)
-            if 0 < sum(c) <= max_stages
-            and sum(n * types[i].tp for n, i in zip(c, members, strict=True)) <= available
-        ]
-        counts = np.array(vectors, dtype=np.int64).reshape(len(vectors), len(members))
+        tps = tuple(types[i].tp for i in members)
+        counts = _count_vectors(tps, types[members[0]].pool.available, max_stages)
         result.append(
             _PoolChoices(
                 members,
@@ -134,6 +129,21 @@ def _pool_choices(
             )
         )
     return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _count_vectors(tps: tuple[int, ...], available: int, max_stages: int) -> np.ndarray:
+    """Every nonzero vector of stage counts per degree within `available` GPUs and S stages."""
+    ranges = [range(min(max_stages, available // tp) + 1) for tp in tps]
+    vectors = [
+        c
+        for c in itertools.product(*ranges)
+        if 0 < sum(c) <= max_stages
+        and sum(n * tp for n, tp in zip(c, tps, strict=True)) <= available
+    ]
+    counts = np.array(vectors, dtype=np.int64).reshape(len(vectors), len(tps))
+    counts.flags.writeable = False
+    return counts
 
 
 def _cover(
@@ -155,25 +165,11 @@ def _cover(
         if not usable.any():
             tables.append(table)
             continue
-        # one shift per (stages, layers): the least value among the choices that give it
-        stages, layers, values = pool.stages[usable], layers[usable], pool.values[usable]
-        # drop a choice another matches with no more stages, no fewer layers, no more value
-        # (the first index of an identical triple stays)
-        covers = (
-            (stages[None, :] <= stages[:, None])
-            & (layers[None, :] >= layers[:, None])
-            & (values[None, :] <= values[:, None])
+        kept = _undominated(
+            pool.stages[usable], layers[usable], pool.values[usable], max_stages, layers_total
         )
-        same = (
-            (stages[None, :] == stages[:, None])
-            & (layers[None, :] == layers[:, None])
-            & (values[None, :] == values[:, None])
-        )
-        earlier = np.tri(len(stages), k=-1, dtype=bool)
-        dominated = (covers & ~same).any(axis=1) | (same & earlier).any(axis=1)
         new = table.copy()
-        for c in np.flatnonzero(~dominated):
-            k, n, value = int(stages[c]), int(layers[c]), values[c]
+        for k, n, value in kept:
             source = table[: rows - k]
             target = new[k:]
             np.minimum(
@@ -193,6 +189,22 @@ def _cover(
     if value == math.inf or not trace:
         return value, []
     return value, _trace(pools, tables, caps, k_best, layers_total)
+
+
+def _undominated(
+    stages: np.ndarray, layers: np.ndarray, values: np.ndarray, max_stages: int, layers_total: int
+) -> list[tuple[int, int, float]]:
+    """(stages, layers, least value) of the choices no other beats: none with no more stages,
+    no fewer layers and no more value (one of equal ones stays)."""
+    least = np.full((max_stages + 1, layers_total + 2), math.inf)
+    np.minimum.at(least, (stages, layers), values)
+    # best[k, n]: least value with at most k stages and at least n layers
+    best = np.minimum.accumulate(np.minimum.accumulate(least[:, ::-1], axis=1)[:, ::-1], axis=0)
+    beaten = np.full_like(least, math.inf)  # least value of a choice that beats (k, n)
+    beaten[1:, :] = best[:-1, :]
+    beaten[:, :-1] = np.minimum(beaten[:, :-1], best[:, 1:])
+    ks, ns = np.nonzero(least < beaten)
+    return [(int(k), int(n), float(least[k, n])) for k, n in zip(ks, ns, strict=True)]
 
 
 def _trace(
