@@ -60,7 +60,7 @@ def applies(bound: PricingBound) -> bool:
 def least_multiset(
     scenario: Scenario, types: list[StageType], bound: PricingBound, limit: float
 ) -> tuple[float, list[int]] | None:
-    """(least reduced cost, stage-type indices of a multiset reaching it) when below `limit`."""
+    """(least reduced cost, stage-type indices of a multiset reaching it) when at most `limit`."""
     layers_total = scenario.model.num_layers
     max_stages = min(scenario.solver.max_stages, layers_total)
     values = [bound.stage_values[(t.pool_index, t.tp)] for t in types]
@@ -72,7 +72,7 @@ def least_multiset(
     if not len(thetas):
         return None
     least_values = [bound.stage_lower_bound(t, layers_total) for t in types]
-    if _completion_bounds(types, least_values, max_stages)[0][max_stages] + bound.constant >= limit:
+    if _completion_bounds(types, least_values, max_stages)[0][max_stages] + bound.constant > limit:
         return None  # not even at fluid throughput (sum of a_s / L) can a replica get below
     pools = _pool_choices(types, values, max_stages)
     gain, constant = bound.tokens_gain, bound.constant
@@ -85,7 +85,7 @@ def least_multiset(
             cover[k] = _cover(pools, caps, max_stages, layers_total)[0]
         return cover[k]
 
-    best = (limit, -1)
+    best = (math.nextafter(limit, math.inf), -1)  # a value below it is at most the limit
     # intervals of rate indices [lo, hi], least lower bound first
     heap = [(least_cost(0) - gain * thetas[-1] + constant, 0, len(thetas) - 1)]
     while heap:
@@ -252,9 +252,9 @@ def _trace(
 def best_fleet_configs(
     scenario: Scenario, bounds: list[PricingBound], budget: SearchBudget, per_location: int
 ) -> list[ReplicaConfig]:
-    """Per model and location, the (about `per_location`) most negative canonical
-    configurations below each bound's threshold; the one of least reduced cost among them is
-    the least over every configuration of that location."""
+    """Per model and location, up to about `per_location` canonical configurations of least
+    reduced cost within each bound's threshold: at least one wherever one exists (the pools
+    of the location's least multiset first, the whole location if none there)."""
     configs: list[ReplicaConfig] = []
     for index, bound in enumerate(bounds):
         view = scenario.for_model(index)

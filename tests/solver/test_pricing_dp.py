@@ -54,7 +54,7 @@ def _priced(draw: st.DrawFn) -> tuple[dict, dict, float, float, float]:
     values = draw(st.lists(st.integers(0, 40), min_size=64, max_size=64))
     gain = draw(st.integers(1, 50)) * 1e-4
     constant = -draw(st.integers(0, 30)) * 0.1
-    threshold = draw(st.integers(-30, 10)) * 0.1
+    threshold = draw(st.integers(-30, 10)) * 0.1 + 0.0123  # off the values' grid: no ties
     return document, {"values": values}, gain, constant, threshold
 
 
