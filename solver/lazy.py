@@ -28,16 +28,24 @@ from solver.milp import (
     requirements_of,
     tokens_by_model,
 )
+from solver.pricing_dp import best_fleet_configs
 from solver.replicas import (
     ConfigLimitExceeded,
     ReplicaConfig,
     SearchBudget,
     fleet_configs,
+    search_size,
 )
 from solver.scenario import Scenario
 
 MAX_GAP_ROUNDS = 12
 PRICING_TIME_SHARE = 0.5  # of the time left, at most, for one pricing search
+BEST_COLUMNS = 20  # columns one column-generation round seeks per location: the most negative
+# Beyond this many multisets (search_size), column generation seeks the most negative columns
+# per location (solver.pricing_dp) instead of listing every negative one: at S = 16 that
+# listing does not finish (237 pools: 1.6e13 multisets), at S = 8 (4.7e8) it is fast and its
+# many columns give the first MILPs better plans.
+BEST_PRICING_MULTISETS = 2e9
 
 
 class LazyPlacementMilp:
@@ -50,6 +58,7 @@ class LazyPlacementMilp:
         self.configs: list[ReplicaConfig] = []
         self._keys: set[tuple] = set()
         self.node_budget = node_budget
+        self.seek_best = search_size(scenario) > BEST_PRICING_MULTISETS
         self.build_seconds = 0.0
         self.pricing_seconds = 0.0
         self.solves = 0
@@ -280,11 +289,16 @@ class LazyPlacementMilp:
             lp = solve_lp(self._highs, self.scenario, self.configs, limits)
             self.lp_solves += 1
             scale = max(1.0, abs(lp.objective))
-            if not self._price(limits, lp, -1e-9 * scale).found:
+            best = BEST_COLUMNS if self.seek_best else None
+            if not self._price(limits, lp, -1e-9 * scale, best=best).found:
                 return lp
 
-    def _price(self, limits: Limits, lp: LpSolution, threshold: float) -> SearchBudget:
-        """Add every configuration (of every model) whose reduced cost is at most `threshold`."""
+    def _price(
+        self, limits: Limits, lp: LpSolution, threshold: float, best: int | None = None
+    ) -> SearchBudget:
+        """Add every configuration (of every model) whose reduced cost is at most `threshold`;
+        with `best`, about that many of the most negative per location, the least among them
+        the least of all (column generation needs no more)."""
         started = time.perf_counter()
         bounds = pricing_bounds(self.scenario, limits, lp, threshold)
         budget = SearchBudget(self.node_budget)
@@ -293,7 +307,10 @@ class LazyPlacementMilp:
         share = None if left is None else max(0.0, PRICING_TIME_SHARE * left)
         try:
             with deadline.deadline(share):
-                found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
+                if best is None:
+                    found = fleet_configs(self.scenario, bounds=bounds, budget=budget)
+                else:
+                    found = best_fleet_configs(self.scenario, bounds, budget, best)
         finally:
             self.pricing_seconds += time.perf_counter() - started
         budget.found = self._add(found)

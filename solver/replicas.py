@@ -148,6 +148,11 @@ class PricingBound:
     threshold: float
     exposed_loss: dict[tuple[str, ...], float] = field(default_factory=dict)
     domain_kind: str = "none"
+    best_of: BestOf | None = None  # when set, only the most negative columns are sought
+
+    def cut(self) -> float:
+        """Reduced cost a configuration must not exceed to be kept, at this point of the search."""
+        return self.threshold if self.best_of is None else self.best_of.limit(self.threshold)
 
     def stage_lower_bound(self, stage: StageType, layers_total: int) -> float:
         """A replica with this stage is exposed to the stage's spot domain (if it is spot), so
@@ -168,6 +173,30 @@ class PricingBound:
             domain = config.spot_domain(self.domain_kind)
             gain -= self.exposed_loss.get(domain, 0.0) if domain is not None else 0.0
         return additive - gain * config.tokens_per_s + self.constant
+
+
+class BestOf:
+    """The `count` least reduced costs found so far, shared by the searches of one pricing.
+
+    A search for the best columns (column generation) then cuts every subtree that cannot beat
+    the worst of them: the most negative configuration is always found, and at most a few
+    more than `count` are kept, instead of every one below the threshold.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._negated: list[float] = []  # max-heap of the kept reduced costs
+
+    def limit(self, threshold: float) -> float:
+        """The threshold, or the worst kept reduced cost once `count` are kept."""
+        if len(self._negated) < self.count:
+            return threshold
+        return min(threshold, -self._negated[0])
+
+    def offer(self, reduced_cost: float) -> None:
+        heapq.heappush(self._negated, -reduced_cost)
+        if len(self._negated) > self.count:
+            heapq.heappop(self._negated)
 
 
 DEADLINE_CHECK_NODES = 2048  # a clock read every so many search nodes
@@ -313,15 +342,25 @@ def _location_configs(
     # sum(rate_numerator) / L, which the separate replicas reach), so they only join
     # pipelines that need them.
     types = sorted(types, key=lambda t: t.max_layers >= layers_total)
+    values = None if bound is None else [bound.stage_lower_bound(t, layers_total) for t in types]
+    if bound is not None and bound.best_of is not None:
+        # seeking the best: the stages that lower the reduced cost most come first, so the
+        # first pipelines found are good and their reduced cost cuts the rest of the search
+        order = sorted(
+            range(len(types)), key=lambda i: (types[i].max_layers >= layers_total, values[i])
+        )
+        types = [types[i] for i in order]
+        values = [values[i] for i in order]
     whole = sum(1 for t in types if t.max_layers >= layers_total)
     first_whole = len(types) - whole
     single_rate = {
         i: types[i].rate_numerator / layers_total for i in range(first_whole, len(types))
     }
-    values = None if bound is None else [bound.stage_lower_bound(t, layers_total) for t in types]
     best: dict[tuple[tuple[int, int], ...], ReplicaConfig] = {}
     for chosen in _multisets(scenario, types, first_whole, values, bound, budget):
         picked = [types[i] for i in chosen]
+        if values is not None and sum(values[i] for i in chosen) > bound.cut() - bound.constant:
+            continue  # not even its fluid throughput brings its reduced cost within the cut
         split = best_split(scenario, picked)
         if split is None:
             continue
@@ -335,7 +374,7 @@ def _location_configs(
         incumbent = best.get(key)
         if incumbent is not None and incumbent.tokens_per_s >= rate:
             continue
-        best[key] = ReplicaConfig(
+        config = ReplicaConfig(
             cloud=cloud,
             region=region,
             stages=tuple(zip(picked, layers, strict=True)),
@@ -343,9 +382,16 @@ def _location_configs(
             cost_per_hour=sum(t.tp * t.pool.price_per_gpu_hour for t in picked),
             gpus_by_pool=key,
         )
+        best[key] = config
+        if bound is not None and bound.best_of is not None:
+            reduced_cost = bound.reduced_cost(config)
+            if reduced_cost <= bound.cut():
+                bound.best_of.offer(reduced_cost)
     configs = list(best.values())
     if bound is not None:
-        configs = [c for c in configs if bound.reduced_cost(c) <= bound.threshold]
+        # seeking the best, the final cut: a configuration kept for its GPUs may have lost
+        # to a faster one on the same GPUs that the tightening cut skipped (and beat the cut)
+        configs = [c for c in configs if bound.reduced_cost(c) <= bound.cut()]
     return configs
 
 
@@ -392,12 +438,10 @@ def _multisets(
     best_layers_from = [0] * (count + 1)
     for i in range(count - 1, -1, -1):
         best_layers_from[i] = max(best_layers_from[i + 1], types[i].max_layers)
-    # most a remaining stage can lower the reduced cost, for the bound cut
-    least_value_from = [0.0] * (count + 1)
-    if values is not None:
-        for i in range(count - 1, -1, -1):
-            least_value_from[i] = min(least_value_from[i + 1], values[i])
-    limit = math.inf if bound is None else bound.threshold - bound.constant
+    # most the remaining stages can lower the reduced cost, for the bound cut
+    completion = _completion_bounds(types, values, max_stages)
+    static_limit = math.inf if bound is None else bound.threshold - bound.constant
+    seeking = bound is not None and bound.best_of is not None
     used: dict[int, int] = {}
     chosen: list[int] = []
 
@@ -407,7 +451,8 @@ def _multisets(
             budget.visit()
             value = value_so_far + (values[i] if values is not None else 0.0)
             slots_left = max_stages - len(chosen) - 1
-            if value + slots_left * least_value_from[i] > limit:
+            limit = bound.cut() - bound.constant if seeking else static_limit
+            if value + completion[i][slots_left] > limit:
                 budget.cut_by_bound += 1
                 continue
             if i >= first_whole and not chosen:
@@ -426,3 +471,25 @@ def _multisets(
             used[t.pool_index] -= t.tp
 
     yield from extend(0, 0, 0.0)
+
+
+def _completion_bounds(
+    types: list[StageType], values: list[float] | None, max_stages: int
+) -> list[list[float]]:
+    """completion[i][k]: the least sum of at most k stage values of types i.. (each type at
+    most as often as its pool's GPUs allow), a lower bound on what k more stages can add."""
+    count = len(types)
+    zeros = [0.0] * (max_stages + 1)
+    if values is None:
+        return [zeros] * (count + 1)
+    completion = [zeros] * (count + 1)
+    negatives: list[float] = []  # the max_stages most negative values of types i.., sorted
+    for i in range(count - 1, -1, -1):
+        if values[i] < 0:
+            copies = min(max_stages, types[i].pool.available // types[i].tp)
+            negatives = sorted(negatives + [values[i]] * copies)[:max_stages]
+        sums = [0.0]
+        for k in range(1, max_stages + 1):
+            sums.append(sums[-1] + (negatives[k - 1] if k <= len(negatives) else 0.0))
+        completion[i] = sums
+    return completion
