@@ -37,6 +37,7 @@ from solver.replicas import (
     StageType,
     _completion_bounds,
     _location_configs,
+    configs_by_model,
     location_groups,
 )
 from solver.scenario import Scenario
@@ -255,9 +256,9 @@ def best_fleet_configs(
     """Per model and location, up to about `per_location` canonical configurations of least
     reduced cost within each bound's threshold: at least one wherever one exists (the pools
     of the location's least multiset first, the whole location if none there)."""
-    configs: list[ReplicaConfig] = []
-    for index, bound in enumerate(bounds):
-        view = scenario.for_model(index)
+
+    def best_of_model(view: Scenario, index: int) -> list[ReplicaConfig]:
+        bound = bounds[index]
         found: list[ReplicaConfig] = []
         for cloud, region, types in location_groups(view):
             seek = replace(bound, best_of=BestOf(per_location))
@@ -273,5 +274,6 @@ def best_fleet_configs(
             if not best:  # the multiset's canonical parts are all above the threshold
                 best = _location_configs(view, cloud, region, types, seek, budget)
             found.extend(best)
-        configs.extend(found if index == 0 else [replace(c, model=index) for c in found])
-    return configs
+        return found
+
+    return configs_by_model(scenario, best_of_model)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from solver import deadline
@@ -304,11 +304,21 @@ def fleet_configs(
     budget: SearchBudget | None = None,
 ) -> list[ReplicaConfig]:
     """Every non-dominated configuration of every model (tagged with the model's index)."""
+
+    def listed(view: Scenario, index: int) -> list[ReplicaConfig]:
+        bound = None if bounds is None else bounds[index]
+        return enumerate_configs(view, homogeneous=homogeneous, bound=bound, budget=budget)
+
+    return configs_by_model(scenario, listed)
+
+
+def configs_by_model(
+    scenario: Scenario, find: Callable[[Scenario, int], list[ReplicaConfig]]
+) -> list[ReplicaConfig]:
+    """`find(one model's view, its index)` for every model, each configuration tagged with it."""
     configs: list[ReplicaConfig] = []
     for index in range(len(scenario.models)):
-        view = scenario.for_model(index)
-        bound = None if bounds is None else bounds[index]
-        found = enumerate_configs(view, homogeneous=homogeneous, bound=bound, budget=budget)
+        found = find(scenario.for_model(index), index)
         configs.extend(found if index == 0 else [replace(c, model=index) for c in found])
     return configs
 
