@@ -1,0 +1,343 @@
+"""HiGHS MILP solves in a child process, so a deadline holds even where HiGHS does not look at
+its clock.
+
+Measured on issue 12's 474-pool model (27,403 columns, HiGHS 1.16): after feasibility jump finds
+a plan, conflict propagation in the root node ran 21 s without checking `time_limit` (given 5 s,
+HiGHS returned after 23.5 s), and its sub-MIPs did the same. The only stop that always works is
+to end the process, so a large solve with a limit runs in a worker process:
+
+- the parent sends the model (`highs.getLp()` arrays), the options and a start plan;
+- the worker streams every improving plan and the dual bound as it goes;
+- if the worker has not answered by the limit plus `GRACE_S`, the parent kills it and keeps the
+  best plan it was sent (status: time limit), and starts a new worker for the next solve.
+
+This file is also the worker's program: run by path with `python -I`, it imports only the
+standard library, numpy and highspy (not the `solver` package, which pulls in pyomo).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import highspy
+import numpy as np
+
+# HiGHS that honours its limit returns within the grace (measured: 0.2 s past 26.7 s on 27,403
+# columns); a worker that has not answered by then is killed
+GRACE_S = 0.25
+GRACE_SHARE = 0.02  # of the limit
+MIN_TIME_LIMIT_S = 0.01  # HiGHS needs a positive limit
+BOUND_REPORT_INTERVAL_S = 0.25  # the worker reports a better dual bound at most this often
+_HEADER = struct.Struct(">Q")
+_TIME_LIMIT_STATUS = int(highspy.HighsModelStatus.kTimeLimit)
+_SOLUTION_FEASIBLE = 2  # HighsInfo.primal_solution_status: 0 none, 1 infeasible, 2 feasible
+
+
+@dataclass(frozen=True)
+class HighsOutcome:
+    """What a solve ended with: HiGHS's status and info, and the plan (column values)."""
+
+    model_status: int  # int(highspy.HighsModelStatus)
+    primal_solution_status: int  # 2: a feasible plan is in `col_value`
+    objective: float | None
+    dual_bound: float | None
+    mip_node_count: int
+    col_value: list[float] | None
+    seconds: float
+    killed: bool = False  # the worker overran its limit and was stopped
+
+    @property
+    def status(self) -> highspy.HighsModelStatus:
+        return highspy.HighsModelStatus(self.model_status)
+
+
+def model_arrays(highs: highspy.Highs) -> dict[str, Any]:
+    """The model loaded in `highs` as plain arrays (what `load_model` rebuilds)."""
+    lp = highs.getLp()
+    matrix = lp.a_matrix_
+    return {
+        "num_col": lp.num_col_,
+        "num_row": lp.num_row_,
+        "sense": int(lp.sense_),
+        "offset": lp.offset_,
+        "format": int(matrix.format_),  # column-wise or row-wise (pyomo builds rows)
+        "col_cost": np.asarray(lp.col_cost_, dtype=np.float64),
+        "col_lower": np.asarray(lp.col_lower_, dtype=np.float64),
+        "col_upper": np.asarray(lp.col_upper_, dtype=np.float64),
+        "row_lower": np.asarray(lp.row_lower_, dtype=np.float64),
+        "row_upper": np.asarray(lp.row_upper_, dtype=np.float64),
+        "start": np.asarray(matrix.start_, dtype=np.int32),
+        "index": np.asarray(matrix.index_, dtype=np.int32),
+        "value": np.asarray(matrix.value_, dtype=np.float64),
+        "integrality": np.asarray([int(kind) for kind in lp.integrality_], dtype=np.uint8),
+    }
+
+
+def load_model(highs: highspy.Highs, arrays: dict[str, Any]) -> None:
+    lp = highspy.HighsLp()
+    lp.num_col_ = arrays["num_col"]
+    lp.num_row_ = arrays["num_row"]
+    lp.sense_ = highspy.ObjSense(arrays["sense"])
+    lp.offset_ = arrays["offset"]
+    lp.col_cost_ = arrays["col_cost"]
+    lp.col_lower_ = arrays["col_lower"]
+    lp.col_upper_ = arrays["col_upper"]
+    lp.row_lower_ = arrays["row_lower"]
+    lp.row_upper_ = arrays["row_upper"]
+    lp.a_matrix_.format_ = highspy.MatrixFormat(arrays["format"])
+    lp.a_matrix_.num_col_ = arrays["num_col"]
+    lp.a_matrix_.num_row_ = arrays["num_row"]
+    lp.a_matrix_.start_ = arrays["start"]
+    lp.a_matrix_.index_ = arrays["index"]
+    lp.a_matrix_.value_ = arrays["value"]
+    if len(arrays["integrality"]):
+        lp.integrality_ = [highspy.HighsVarType(int(kind)) for kind in arrays["integrality"]]
+    _check(highs.passModel(lp), "passModel")
+
+
+def _check(status: highspy.HighsStatus, what: str) -> None:
+    if status == highspy.HighsStatus.kError:
+        raise RuntimeError(f"HiGHS {what} failed")
+
+
+def _write_frame(stream: BinaryIO, message: Any) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(body)) + body)
+    stream.flush()
+
+
+def _read_frame(stream: BinaryIO) -> Any:
+    """The next message, or None at the end of the stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
+# --- the worker process ---------------------------------------------------------------------
+
+
+def _solve_request(request: dict[str, Any], send: Any) -> dict[str, Any]:
+    """Solve one request in this process (HighsOutcome fields), sending progress messages."""
+    started = time.perf_counter()
+    highs = highspy.Highs()
+    _check(highs.setOptionValue("output_flag", False), "setOptionValue")
+    load_model(highs, request["model"])
+    for name, value in request["options"].items():
+        _check(highs.setOptionValue(name, value), f"option {name}")
+    # the limit counts from the parent's send (CLOCK_MONOTONIC is one clock for every process)
+    time_left_s = max(MIN_TIME_LIMIT_S, request["ends_at"] - time.monotonic())
+    _check(highs.setOptionValue("time_limit", time_left_s), "option time_limit")
+    if request.get("start") is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = list(request["start"])
+        solution.value_valid = True
+        highs.setSolution(solution)
+    last_bound = {"value": -highspy.kHighsInf, "at": 0.0}
+
+    def improving(event: Any) -> None:
+        data = event.data_out
+        send(("plan", float(data.objective_function_value), list(data.mip_solution)))
+
+    def interrupt(event: Any) -> None:
+        bound = float(event.data_out.mip_dual_bound)
+        now = time.perf_counter()
+        if bound > last_bound["value"] and now - last_bound["at"] >= BOUND_REPORT_INTERVAL_S:
+            last_bound.update(value=bound, at=now)
+            send(("bound", bound))
+
+    highs.cbMipImprovingSolution.subscribe(improving)
+    highs.cbMipInterrupt.subscribe(interrupt)
+    highs.run()
+    info = highs.getInfo()
+    solution = highs.getSolution()
+    feasible = info.primal_solution_status == _SOLUTION_FEASIBLE
+    # plain values: this module is `__main__` here, its classes do not unpickle in the parent
+    return {
+        "model_status": int(highs.getModelStatus()),
+        "primal_solution_status": int(info.primal_solution_status),
+        "objective": float(info.objective_function_value) if feasible else None,
+        "dual_bound": float(info.mip_dual_bound),
+        "mip_node_count": int(info.mip_node_count),
+        "col_value": list(solution.col_value) if feasible else None,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """Answer requests until the input ends: progress frames, then ("done", outcome)."""
+    lock = threading.Lock()  # HiGHS may call back from its worker threads
+
+    def send(message: Any) -> None:
+        with lock:
+            _write_frame(replies, message)
+
+    while (request := _read_frame(requests)) is not None:
+        try:
+            send(("done", _solve_request(request, send)))
+        except Exception as error:
+            send(("error", f"{type(error).__name__}: {error}"))
+
+
+def _worker_main() -> None:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    # HiGHS prints its banner on stdout: keep the reply stream for frames only
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    serve(sys.stdin.buffer, replies)
+
+
+# --- the parent side ------------------------------------------------------------------------
+
+
+class WorkerError(RuntimeError):
+    """The worker process failed (not a solver answer)."""
+
+
+class _Worker:
+    """One worker process, with a thread that queues what it sends."""
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.process = subprocess.Popen(
+            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            while (message := _read_frame(self.process.stdout)) is not None:
+                self.messages.put(message)
+        except (OSError, ValueError, pickle.UnpicklingError) as error:
+            self.messages.put(("error", f"unreadable reply: {error}"))
+        finally:
+            self.messages.put(None)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def send(self, request: dict[str, Any]) -> None:
+        _write_frame(self.process.stdin, request)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-I", str(Path(__file__).resolve()))
+_worker: _Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def _current_worker(command: Sequence[str]) -> _Worker:
+    global _worker
+    if _worker is None or not _worker.alive() or _worker.process.args != list(command):
+        if _worker is not None:
+            _worker.stop()
+        _worker = _Worker(command)
+    return _worker
+
+
+def shutdown() -> None:
+    """Stop the worker process (it is started again by the next isolated solve)."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None:
+            _worker.stop()
+            _worker = None
+
+
+atexit.register(shutdown)
+
+
+def solve_isolated(
+    highs: highspy.Highs,
+    options: dict[str, Any],
+    *,
+    start: list[float] | None,
+    time_limit_s: float,
+    command: Sequence[str] | None = None,
+) -> HighsOutcome:
+    """Solve the model loaded in `highs` in the worker, waiting at most the limit and its grace.
+
+    `options` are HiGHS options (`time_limit` is set from `time_limit_s`). A worker that has not
+    answered in time is killed; the outcome is then a time limit with the best plan it sent.
+    """
+    started = time.perf_counter()
+    ends_at = time.monotonic() + time_limit_s
+    request = {"model": model_arrays(highs), "options": options, "start": start, "ends_at": ends_at}
+    wait_until = ends_at + GRACE_S + GRACE_SHARE * time_limit_s
+    best: tuple[float, list[float]] | None = None
+    bound: float | None = None
+    with _worker_lock:
+        worker = _current_worker(command or WORKER_COMMAND)
+        try:
+            worker.send(request)
+        except OSError as error:
+            worker.stop()
+            raise WorkerError(f"the HiGHS worker did not take the model: {error}") from error
+        while True:
+            left = wait_until - time.monotonic()
+            try:
+                message = worker.messages.get(timeout=max(0.0, left))
+            except queue.Empty:
+                break
+            if message is None:
+                worker.stop()
+                raise WorkerError(f"the HiGHS worker ended (exit {worker.process.returncode})")
+            kind = message[0]
+            if kind == "done":
+                return HighsOutcome(**message[1])
+            if kind == "error":
+                worker.stop()
+                raise WorkerError(f"the HiGHS worker failed: {message[1]}")
+            if kind == "plan" and (best is None or message[1] < best[0]):
+                best = (message[1], message[2])
+            elif kind == "bound":
+                bound = message[1] if bound is None else max(bound, message[1])
+        worker.stop()  # overran: HiGHS is somewhere that does not check its clock
+    if best is None and start is not None:
+        # HiGHS takes the start as its first plan when it beats the objective bound
+        objective = _objective(request["model"], start)
+        if objective < options.get("objective_bound", highspy.kHighsInf):
+            best = (objective, start)
+    return HighsOutcome(
+        model_status=_TIME_LIMIT_STATUS,
+        primal_solution_status=_SOLUTION_FEASIBLE if best is not None else 0,
+        objective=None if best is None else best[0],
+        dual_bound=bound,
+        mip_node_count=0,
+        col_value=None if best is None else best[1],
+        seconds=time.perf_counter() - started,
+        killed=True,
+    )
+
+
+def _objective(arrays: dict[str, Any], col_value: list[float]) -> float:
+    return float(arrays["offset"] + np.dot(arrays["col_cost"], np.asarray(col_value)))
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -1,0 +1,212 @@
+"""MILP solves in the worker process: the same answers, and a limit HiGHS cannot stretch."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+
+import highspy
+import pytest
+from hypothesis import given, settings
+
+from solver import highs_worker, milp, scenario_from_dict, solve
+from tests.solver.reference import recheck_plan, reference_optimum
+from tests.solver.strategies import strategy_scenarios
+from tests.solver.test_properties import PROPERTY_SETTINGS, _check_against_reference
+
+# A worker that takes a request, reports what `send` says and then never answers: HiGHS stuck
+# where it does not look at its clock (measured: 18 s past a 5 s limit on 27,403 columns).
+STALLING_WORKER = """
+import pickle, struct, sys, time
+size, = struct.unpack(">Q", sys.stdin.buffer.read(8))
+request = pickle.loads(sys.stdin.buffer.read(size))
+for message in {send}:
+    body = pickle.dumps(message)
+    sys.stdout.buffer.write(struct.pack(">Q", len(body)) + body)
+    sys.stdout.buffer.flush()
+time.sleep(3600)
+"""
+
+
+def _stalling(send: str = "[]") -> tuple[str, ...]:
+    return (sys.executable, "-c", STALLING_WORKER.format(send=send))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker() -> Iterator[None]:
+    yield
+    highs_worker.shutdown()
+
+
+def _knapsack(items: int = 25) -> highspy.Highs:
+    """max sum v_i x_i s.t. sum w_i x_i <= W, x binary (as a minimisation), with a side row."""
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    values = [float((7 * i) % 11 + 1) for i in range(items)]
+    weights = [float((5 * i) % 13 + 2) for i in range(items)]
+    highs.addVars(items, [0.0] * items, [1.0] * items)
+    highs.changeColsCost(items, list(range(items)), [-v for v in values])
+    highs.changeColsIntegrality(items, list(range(items)), [highspy.HighsVarType.kInteger] * items)
+    highs.addRow(-highspy.kHighsInf, sum(weights) / 3, items, list(range(items)), weights)
+    highs.addRow(
+        -highspy.kHighsInf, items / 2, items // 2, list(range(items // 2)), [1.0] * (items // 2)
+    )
+    return highs
+
+
+def test_isolated_solve_matches_in_process() -> None:
+    highs = _knapsack()
+    isolated = highs_worker.solve_isolated(highs, {"mip_rel_gap": 0.0}, start=None, time_limit_s=60)
+    highs.setOptionValue("mip_rel_gap", 0.0)
+    highs.run()
+    assert isolated.status == highspy.HighsModelStatus.kOptimal == highs.getModelStatus()
+    assert not isolated.killed
+    assert isolated.objective == pytest.approx(highs.getInfo().objective_function_value, abs=1e-9)
+    assert isolated.dual_bound == pytest.approx(isolated.objective, abs=1e-6)
+    assert isolated.col_value is not None
+    model = highs_worker.model_arrays(highs)
+    assert highs_worker._objective(model, isolated.col_value) == pytest.approx(isolated.objective)
+
+
+def test_worker_is_reused_between_solves() -> None:
+    highs = _knapsack(12)
+    highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=60)
+    first = highs_worker._worker.process.pid
+    highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=60)
+    assert highs_worker._worker.process.pid == first
+
+
+def test_a_worker_past_its_limit_is_killed_and_its_best_plan_kept() -> None:
+    highs = _knapsack(10)
+    plan = [1.0] * 3 + [0.0] * 7
+    command = _stalling(f"[('plan', -9.0, {plan!r}), ('bound', -20.0), ('bound', -15.0)]")
+    started = time.monotonic()
+    outcome = highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=1.5, command=command)
+    elapsed = time.monotonic() - started
+    assert elapsed <= 1.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.2, elapsed
+    assert outcome.killed
+    assert outcome.status == highspy.HighsModelStatus.kTimeLimit
+    assert outcome.col_value == plan and outcome.objective == -9.0
+    assert outcome.dual_bound == -15.0  # the best bound reported
+    stopped = highs_worker._worker.process
+    assert stopped.poll() is not None  # the stuck process is gone
+    again = highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=60)
+    assert again.status == highspy.HighsModelStatus.kOptimal  # a new worker took over
+
+
+def test_a_killed_worker_falls_back_to_the_start_only_below_the_objective_bound() -> None:
+    highs = _knapsack(10)
+    start = [1.0] + [0.0] * 9  # objective -1 (feasible)
+    kept = highs_worker.solve_isolated(
+        highs, {}, start=start, time_limit_s=0.6, command=_stalling()
+    )
+    assert kept.killed and kept.col_value == start and kept.objective == pytest.approx(-1.0)
+    bounded = highs_worker.solve_isolated(
+        highs, {"objective_bound": -5.0}, start=start, time_limit_s=0.6, command=_stalling()
+    )
+    assert bounded.killed and bounded.col_value is None and bounded.objective is None
+
+
+def test_a_crashed_worker_is_an_error_not_a_hang() -> None:
+    command = (sys.executable, "-c", "import sys; sys.stdin.buffer.read(8); sys.exit(3)")
+    started = time.monotonic()
+    with pytest.raises(highs_worker.WorkerError, match="exit 3"):
+        highs_worker.solve_isolated(_knapsack(), {}, start=None, time_limit_s=30, command=command)
+    assert time.monotonic() - started < 10
+
+
+@pytest.fixture
+def isolate_every_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(milp, "ISOLATE_MIN_COLUMNS", 0)
+    monkeypatch.setattr(milp, "ISOLATE_MIN_SECONDS", 0.0)
+
+
+@pytest.mark.parametrize("strategy", ["exact", "min-cost", "weighted"])
+def test_strategies_in_the_worker_match_the_exhaustive_reference(
+    strategy: str, isolate_every_solve: None
+) -> None:
+    """Every MILP of the strategy solved in the worker (a limit puts each solve there)."""
+
+    @settings(PROPERTY_SETTINGS, max_examples=15)
+    @given(strategy_scenarios(strategy))
+    def check(document: dict) -> None:
+        document = {**document, "solver": {**document.get("solver", {}), "time_limit_s": 600}}
+        _check_against_reference(document, strategy, columns_on_demand=False)
+
+    check()
+    assert highs_worker._worker is not None and highs_worker._worker.alive()  # it did solve
+
+
+def test_a_stuck_solver_cannot_stretch_the_strategy_limit(
+    isolate_every_solve: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every MILP hangs: the exact strategy still answers within its limit (plus start-up)."""
+    monkeypatch.setattr(highs_worker, "WORKER_COMMAND", _stalling())
+    document = {
+        "model": {"name": "m", "num_layers": 8, "layer_memory_gb": 2.0},
+        "pools": [
+            {
+                "id": f"aws/us-east-1/G{i}",
+                "gpu": f"G{i}",
+                "cloud": "aws",
+                "region": "us-east-1",
+                "available": 4,
+                "max_tp": 2,
+                "price_per_gpu_hour": 1.0 + i / 10,
+                "memory_gb": 24.0,
+                "tokens_per_s": 500.0 + 40 * i,
+            }
+            for i in range(3)
+        ],
+        "solver": {"time_limit_s": 2.0, "demand_tokens_per_s": 900.0},
+    }
+    started = time.monotonic()
+    plan = solve(scenario_from_dict(document), "exact").to_json()
+    elapsed = time.monotonic() - started
+    assert elapsed <= 2.0 * 1.1 + 0.3, elapsed  # + the start-up before the limit starts
+    assert plan["status"] in ("feasible", "unknown"), plan
+    assert "time limit" in plan["message"]
+    if plan["status"] == "feasible":
+        tokens_per_s, cost_per_hour = recheck_plan(document, plan)
+        assert math.isclose(plan["cost_per_hour"], cost_per_hour, rel_tol=1e-9)
+        assert reference_optimum(document, "exact").objective <= cost_per_hour / tokens_per_s
+
+
+def test_a_broken_worker_falls_back_to_solving_here(
+    isolate_every_solve: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(
+        highs_worker, "WORKER_COMMAND", (sys.executable, "-c", "raise SystemExit(5)")
+    )
+    document = scenario_document_with_limit()
+    with caplog.at_level(logging.WARNING, logger="solver.milp"):
+        plan = solve(scenario_from_dict(document), "exact").to_json()
+    assert plan["status"] == "optimal"
+    assert math.isclose(
+        plan["cost_per_token"] * 3600, reference_optimum(document, "exact").objective, rel_tol=1e-6
+    )
+    assert "solving in this process" in caplog.text
+
+
+def scenario_document_with_limit() -> dict:
+    return {
+        "model": {"name": "m", "num_layers": 4, "layer_memory_gb": 2.0},
+        "pools": [
+            {
+                "id": f"gcp/eu-west4/G{i}",
+                "gpu": f"G{i}",
+                "cloud": "gcp",
+                "region": "eu-west4",
+                "available": 2 + i,
+                "max_tp": 2,
+                "price_per_gpu_hour": 2.0 - i / 4,
+                "memory_gb": 16.0,
+                "tokens_per_s": 800.0 - 100 * i,
+            }
+            for i in range(3)
+        ],
+        "solver": {"time_limit_s": 120.0},
+    }
