@@ -280,7 +280,12 @@ class LazyPlacementMilp:
         status = result.status if proven or not result.counts else "feasible"
         bound = result.bound if proven and result.status == "optimal" else lp_bound
         return MilpResult(
-            status, result.counts, result.objective, bound, time.perf_counter() - started
+            status,
+            result.counts,
+            result.objective,
+            bound,
+            time.perf_counter() - started,
+            result.bound,
         )
 
     def _column_generation(self, limits: Limits) -> LpSolution:

@@ -177,6 +177,8 @@ class MilpResult:
     objective: float | None
     bound: float | None
     seconds: float
+    # the MILP's own bound over the columns it had: in the lazy model a guide, not a proof
+    search_bound: float | None = None
 
     @property
     def mip_gap(self) -> float | None:
@@ -329,6 +331,7 @@ class PlacementMilp:
             results.incumbent_objective,
             results.objective_bound,
             seconds,
+            results.objective_bound,
         )
 
     def settled(self) -> PlacementMilp:
