@@ -39,6 +39,7 @@ import numpy as np
 # columns); a worker that has not answered by then is killed
 GRACE_S = 0.25
 GRACE_SHARE = 0.02  # of the limit
+EXIT_WAIT_S = 2.0  # for the exit code of a worker that closed its output
 MIN_TIME_LIMIT_S = 0.01  # HiGHS needs a positive limit
 BOUND_REPORT_INTERVAL_S = 0.25  # the worker reports a better dual bound at most this often
 _HEADER = struct.Struct(">Q")
@@ -142,9 +143,10 @@ def _solve_request(request: dict[str, Any], send: Any) -> dict[str, Any]:
     load_model(highs, request["model"])
     for name, value in request["options"].items():
         _check(highs.setOptionValue(name, value), f"option {name}")
-    # the limit counts from the parent's send (CLOCK_MONOTONIC is one clock for every process)
-    time_left_s = max(MIN_TIME_LIMIT_S, request["ends_at"] - time.monotonic())
-    _check(highs.setOptionValue("time_limit", time_left_s), "option time_limit")
+    if request["ends_at"] is not None:
+        # the limit counts from the parent's send (CLOCK_MONOTONIC: one clock for every process)
+        time_left_s = max(MIN_TIME_LIMIT_S, request["ends_at"] - time.monotonic())
+        _check(highs.setOptionValue("time_limit", time_left_s), "option time_limit")
     if request.get("start") is not None:
         solution = highspy.HighsSolution()
         solution.col_value = list(request["start"])
@@ -211,25 +213,45 @@ class WorkerError(RuntimeError):
     """The worker process failed (not a solver answer)."""
 
 
-class _Worker:
-    """One worker process, with a thread that queues what it sends."""
+@dataclass(frozen=True)
+class Request:
+    """One solve for a worker: the model's arrays, HiGHS options, a start plan and a limit."""
 
-    def __init__(self, command: Sequence[str]) -> None:
+    model: dict[str, Any]
+    options: dict[str, Any]
+    start: list[float] | None
+    time_limit_s: float | None  # None: no limit (the worker is waited for)
+
+
+def request_for(
+    highs: highspy.Highs,
+    options: dict[str, Any],
+    start: list[float] | None,
+    time_limit_s: float | None,
+) -> Request:
+    """A request for the model loaded in `highs` as it is now."""
+    return Request(model_arrays(highs), options, start, time_limit_s)
+
+
+class _Worker:
+    """One worker process, with a thread that puts what it sends in the shared inbox."""
+
+    def __init__(self, command: Sequence[str], inbox: queue.Queue[tuple[_Worker, Any]]) -> None:
         self.process = subprocess.Popen(
             list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        self.messages: queue.Queue[Any] = queue.Queue()
+        self.inbox = inbox
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
         try:
             while (message := _read_frame(self.process.stdout)) is not None:
-                self.messages.put(message)
+                self.inbox.put((self, message))
         except (OSError, ValueError, pickle.UnpicklingError) as error:
-            self.messages.put(("error", f"unreadable reply: {error}"))
+            self.inbox.put((self, ("error", f"unreadable reply: {error}")))
         finally:
-            self.messages.put(None)
+            self.inbox.put((self, None))
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -246,27 +268,40 @@ class _Worker:
                 stream.close()
 
 
+@dataclass
+class _Job:
+    """A request sent to one worker, and what the worker has said about it so far."""
+
+    request: Request
+    wait_until: float | None
+    best: tuple[float, list[float]] | None = None
+    bound: float | None = None
+    outcome: HighsOutcome | None = None
+
+
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-I", str(Path(__file__).resolve()))
-_worker: _Worker | None = None
+_workers: list[_Worker] = []
+_inbox: queue.Queue[tuple[_Worker, Any]] = queue.Queue()
 _worker_lock = threading.Lock()
 
 
-def _current_worker(command: Sequence[str]) -> _Worker:
-    global _worker
-    if _worker is None or not _worker.alive() or _worker.process.args != list(command):
-        if _worker is not None:
-            _worker.stop()
-        _worker = _Worker(command)
-    return _worker
+def _ready_workers(count: int, command: Sequence[str]) -> list[_Worker]:
+    """`count` live workers running `command` (stopped or foreign ones replaced)."""
+    for index, worker in enumerate(_workers):
+        if not worker.alive() or worker.process.args != list(command):
+            worker.stop()
+            _workers[index] = _Worker(command, _inbox)
+    while len(_workers) < count:
+        _workers.append(_Worker(command, _inbox))
+    return _workers[:count]
 
 
 def shutdown() -> None:
-    """Stop the worker process (it is started again by the next isolated solve)."""
-    global _worker
+    """Stop the worker processes (started again by the next isolated solve)."""
     with _worker_lock:
-        if _worker is not None:
-            _worker.stop()
-            _worker = None
+        for worker in _workers:
+            worker.stop()
+        _workers.clear()
 
 
 atexit.register(shutdown)
@@ -277,60 +312,111 @@ def solve_isolated(
     options: dict[str, Any],
     *,
     start: list[float] | None,
-    time_limit_s: float,
+    time_limit_s: float | None,
     command: Sequence[str] | None = None,
 ) -> HighsOutcome:
-    """Solve the model loaded in `highs` in the worker, waiting at most the limit and its grace.
+    """Solve the model loaded in `highs` in a worker, waiting at most the limit and its grace.
 
-    `options` are HiGHS options (`time_limit` is set from `time_limit_s`). A worker that has not
-    answered in time is killed; the outcome is then a time limit with the best plan it sent.
+    A worker that has not answered in time is killed; the outcome is then a time limit with the
+    best plan it sent.
     """
+    request = request_for(highs, options, start, time_limit_s)
+    return solve_many([request], command=command)[0]
+
+
+def solve_many(
+    requests: Sequence[Request], command: Sequence[str] | None = None
+) -> list[HighsOutcome]:
+    """Solve the requests at once, one worker each (the MIP search is mostly serial)."""
     started = time.perf_counter()
-    ends_at = time.monotonic() + time_limit_s
-    request = {"model": model_arrays(highs), "options": options, "start": start, "ends_at": ends_at}
-    wait_until = ends_at + GRACE_S + GRACE_SHARE * time_limit_s
-    best: tuple[float, list[float]] | None = None
-    bound: float | None = None
+    now = time.monotonic()
+    jobs: dict[_Worker, _Job] = {}
     with _worker_lock:
-        worker = _current_worker(command or WORKER_COMMAND)
-        try:
-            worker.send(request)
-        except OSError as error:
-            worker.stop()
-            raise WorkerError(f"the HiGHS worker did not take the model: {error}") from error
-        while True:
-            left = wait_until - time.monotonic()
+        workers = _ready_workers(len(requests), command or WORKER_COMMAND)
+        for worker, request in zip(workers, requests, strict=True):
+            limit = request.time_limit_s
+            ends_at = None if limit is None else now + limit
+            wait_until = None if limit is None else now + limit * (1 + GRACE_SHARE) + GRACE_S
+            message = {
+                "model": request.model,
+                "options": request.options,
+                "start": request.start,
+                "ends_at": ends_at,
+            }
             try:
-                message = worker.messages.get(timeout=max(0.0, left))
-            except queue.Empty:
-                break
-            if message is None:
-                worker.stop()
-                raise WorkerError(f"the HiGHS worker ended (exit {worker.process.returncode})")
-            kind = message[0]
-            if kind == "done":
-                return HighsOutcome(**message[1])
-            if kind == "error":
-                worker.stop()
-                raise WorkerError(f"the HiGHS worker failed: {message[1]}")
-            if kind == "plan" and (best is None or message[1] < best[0]):
-                best = (message[1], message[2])
-            elif kind == "bound":
-                bound = message[1] if bound is None else max(bound, message[1])
-        worker.stop()  # overran: HiGHS is somewhere that does not check its clock
-    if best is None and start is not None:
+                worker.send(message)
+            except OSError as error:
+                _stop_all(workers)
+                raise WorkerError(f"a HiGHS worker did not take the model: {error}") from error
+            jobs[worker] = _Job(request, wait_until)
+        try:
+            _collect(jobs, started)
+        except WorkerError:
+            _stop_all(workers)
+            raise
+    return [jobs[worker].outcome for worker in workers]
+
+
+def _collect(jobs: dict[_Worker, _Job], started: float) -> None:
+    """Read the workers' messages until every job is done; kill a worker past its wait."""
+    while True:
+        now = time.monotonic()
+        for worker, job in jobs.items():
+            if job.outcome is None and job.wait_until is not None and now >= job.wait_until:
+                worker.stop()  # overran: HiGHS is somewhere that does not check its clock
+                job.outcome = _killed_outcome(job, time.perf_counter() - started)
+        pending = [job for job in jobs.values() if job.outcome is None]
+        if not pending:
+            return
+        waits = [job.wait_until for job in pending if job.wait_until is not None]
+        try:
+            worker, message = _inbox.get(timeout=min(waits) - now if waits else None)
+        except queue.Empty:
+            continue
+        job = jobs.get(worker)
+        if job is None or job.outcome is not None:
+            continue  # from a worker stopped earlier
+        if message is None:
+            raise WorkerError(f"a HiGHS worker ended (exit {_exit_code(worker)})")
+        kind = message[0]
+        if kind == "done":
+            job.outcome = HighsOutcome(**message[1])
+        elif kind == "error":
+            raise WorkerError(f"a HiGHS worker failed: {message[1]}")
+        elif kind == "plan" and (job.best is None or message[1] < job.best[0]):
+            job.best = (message[1], message[2])
+        elif kind == "bound":
+            job.bound = message[1] if job.bound is None else max(job.bound, message[1])
+
+
+def _exit_code(worker: _Worker) -> int | None:
+    """The exit code of a worker whose output has ended (it may take a moment to exit)."""
+    try:
+        return worker.process.wait(timeout=EXIT_WAIT_S)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _stop_all(workers: Sequence[_Worker]) -> None:
+    for worker in workers:
+        worker.stop()
+
+
+def _killed_outcome(job: _Job, seconds: float) -> HighsOutcome:
+    best, request = job.best, job.request
+    if best is None and request.start is not None:
         # HiGHS takes the start as its first plan when it beats the objective bound
-        objective = _objective(request["model"], start)
-        if objective < options.get("objective_bound", highspy.kHighsInf):
-            best = (objective, start)
+        objective = _objective(request.model, request.start)
+        if objective < request.options.get("objective_bound", highspy.kHighsInf):
+            best = (objective, request.start)
     return HighsOutcome(
         model_status=_TIME_LIMIT_STATUS,
         primal_solution_status=_SOLUTION_FEASIBLE if best is not None else 0,
         objective=None if best is None else best[0],
-        dual_bound=bound,
+        dual_bound=job.bound,
         mip_node_count=0,
         col_value=None if best is None else best[1],
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         killed=True,
     )
 

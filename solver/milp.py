@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class _HighsWithStart(Highs):
 
     start: dict[int, float] | None = None  # id(pyomo var) -> value
     cutoff: float | None = None  # only plans of objective below it count (else infeasible)
+    capture: list[highs_worker.Request] | None = None  # set: collect requests, solve nothing
 
     def _solve(self):  # pyomo calls it with the model set up, right before HiGHS runs
         highs = self._solver_model
@@ -65,7 +67,7 @@ class _HighsWithStart(Highs):
         }
         start = self._start_columns()
         config = self._active_config
-        if not _isolate(highs.getNumCol(), config.time_limit):
+        if self.capture is None and not _isolate(highs.getNumCol(), config.time_limit):
             return self._solve_here(own_options, start)
         options = {
             "mip_rel_gap": config.rel_gap,
@@ -74,12 +76,13 @@ class _HighsWithStart(Highs):
             **config.solver_options,
             **own_options,
         }
+        options = {name: value for name, value in options.items() if value is not None}
+        if self.capture is not None:  # PlacementMilp.solve_all: only the request is wanted
+            self.capture.append(highs_worker.request_for(highs, options, start, config.time_limit))
+            return self._results_of(_NOT_SOLVED)
         try:
             outcome = highs_worker.solve_isolated(
-                highs,
-                {name: value for name, value in options.items() if value is not None},
-                start=start,
-                time_limit_s=config.time_limit,
+                highs, options, start=start, time_limit_s=config.time_limit
             )
         except highs_worker.WorkerError as error:
             # the answer is the same in-process; only the limit may then be overrun
@@ -132,6 +135,11 @@ class _HighsWithStart(Highs):
             outcome.objective if proven and outcome.mip_node_count == -1 else outcome.dual_bound
         )
         return results
+
+
+_NOT_SOLVED = highs_worker.HighsOutcome(
+    int(highspy.HighsModelStatus.kNotset), 0, None, None, -1, None, 0.0
+)
 
 
 def _isolate(num_columns: int, time_limit_s: float | None) -> bool:
@@ -276,6 +284,45 @@ class PlacementMilp:
             seconds = time.perf_counter() - started
             self.solves += 1
             return self._result(results, seconds)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether `solve_all` runs its solves at once (in worker processes)."""
+        return len(self.configs) >= ISOLATE_MIN_COLUMNS
+
+    def solve_all(self, calls: Sequence[dict[str, Any]]) -> list[MilpResult]:
+        """Several solves of this model (`solve` keyword arguments each), at once where it pays.
+
+        A model of ISOLATE_MIN_COLUMNS or more runs them in parallel worker processes, one each
+        (the MIP search is mostly serial, so two use both cores); a smaller one in turn here.
+        """
+        if self.model is None or len(calls) < 2 or not self.parallel:
+            return [self.solve(**call) for call in calls]
+        requests: list[highs_worker.Request] = []
+        early: dict[int, MilpResult] = {}  # calls answered without HiGHS (an empty row)
+        with SOLVER_LOCK:
+            self.solver.capture = requests
+            try:
+                for index, call in enumerate(calls):
+                    before = len(requests)
+                    result = self.solve(**call)
+                    if len(requests) == before:
+                        early[index] = result
+            finally:
+                self.solver.capture = None
+            try:
+                outcomes = iter(highs_worker.solve_many(requests))
+            except highs_worker.WorkerError as error:
+                LOG.warning("%s; solving in this process", error)
+                return [self.solve(**call) for call in calls]
+            results = []
+            for index in range(len(calls)):
+                if index in early:
+                    results.append(early[index])
+                    continue
+                outcome = next(outcomes)
+                results.append(self._result(self.solver._results_of(outcome), outcome.seconds))
+            return results
 
     def _set_requirements(
         self, scenario_limits: bool, demand_models: frozenset[int] | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from solver import deadline
 from solver.deadline import DeadlineExceeded
@@ -320,9 +321,16 @@ def _break_ties(
     # first ask whether the plan in hand wins: is there a tie (C - cap V <= 0) cheaper than it,
     # or as cheap with fewer GPUs? Each is a cut-off Dinkelbach solve at cap, far easier for
     # HiGHS than least cost under the ratio cap (bench/README.md); either found: solve them
-    cheaper = _tie_search(ties, cap, cost, cost * (1 - TIE_REL), None, limit_s)
+    searches = (
+        _tie_search(cap, cost, cost * (1 - TIE_REL), None, limit_s),
+        _tie_search(cap, cost, cost * (1 + TIE_REL), gpus - 1, limit_s),
+    )
+    if ties.parallel:  # both at once, each in its own worker process (one per core)
+        cheaper, fewer = ties.solve_all(searches)
+    else:  # the second only if the first finds nothing
+        cheaper, fewer = ties.solve(**searches[0]), None
     if cheaper.status == "infeasible":
-        fewer = _tie_search(ties, cap, cost, cost * (1 + TIE_REL), gpus - 1, limit_s)
+        fewer = fewer or ties.solve(**searches[1])
         if fewer.status == "infeasible":
             return best, "proven"
         cheapest = best
@@ -346,19 +354,15 @@ def _break_ties(
 
 
 def _tie_search(
-    ties: PlacementMilp,
-    cap: float,
-    cost: float,
-    max_cost_per_hour: float,
-    max_gpus: int | None,
-    limit_s: float,
-) -> MilpResult:
-    """Some plan of ratio <= `cap` within the cost and GPU caps, or status `infeasible` if none.
+    cap: float, cost: float, max_cost_per_hour: float, max_gpus: int | None, limit_s: float
+) -> dict[str, Any]:
+    """The solve (keyword arguments) finding some plan of ratio <= `cap` within the cost and
+    GPU caps, or status `infeasible` if there is none.
 
     It minimises C - cap V cut off at TIE_REL x `cost` (USD/h), a margin on the side of
     searching on, and stops at the first plan found.
     """
-    return ties.solve(
+    return dict(
         cost_weight=1.0,
         throughput_weight=cap,
         max_cost_per_hour=max_cost_per_hour,

@@ -12,10 +12,13 @@ import highspy
 import pytest
 from hypothesis import given, settings
 
-from solver import highs_worker, milp, scenario_from_dict, solve
+from solver import highs_worker, load_scenario, milp, scenario_from_dict, solve
+from solver.milp import PlacementMilp
+from solver.replicas import enumerate_configs
 from tests.solver.reference import recheck_plan, reference_optimum
 from tests.solver.strategies import strategy_scenarios
 from tests.solver.test_properties import PROPERTY_SETTINGS, _check_against_reference
+from tests.solver.test_seed import SEED
 
 # A worker that takes a request, reports what `send` says and then never answers: HiGHS stuck
 # where it does not look at its clock (measured: 18 s past a 5 s limit on 27,403 columns).
@@ -74,9 +77,9 @@ def test_isolated_solve_matches_in_process() -> None:
 def test_worker_is_reused_between_solves() -> None:
     highs = _knapsack(12)
     highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=60)
-    first = highs_worker._worker.process.pid
+    first = highs_worker._workers[0].process.pid
     highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=60)
-    assert highs_worker._worker.process.pid == first
+    assert highs_worker._workers[0].process.pid == first
 
 
 def test_a_worker_past_its_limit_is_killed_and_its_best_plan_kept() -> None:
@@ -91,7 +94,7 @@ def test_a_worker_past_its_limit_is_killed_and_its_best_plan_kept() -> None:
     assert outcome.status == highspy.HighsModelStatus.kTimeLimit
     assert outcome.col_value == plan and outcome.objective == -9.0
     assert outcome.dual_bound == -15.0  # the best bound reported
-    stopped = highs_worker._worker.process
+    stopped = highs_worker._workers[0].process
     assert stopped.poll() is not None  # the stuck process is gone
     again = highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=60)
     assert again.status == highspy.HighsModelStatus.kOptimal  # a new worker took over
@@ -137,7 +140,7 @@ def test_strategies_in_the_worker_match_the_exhaustive_reference(
         _check_against_reference(document, strategy, columns_on_demand=False)
 
     check()
-    assert highs_worker._worker is not None and highs_worker._worker.alive()  # it did solve
+    assert highs_worker._workers and highs_worker._workers[0].alive()  # it did solve
 
 
 def test_a_stuck_solver_cannot_stretch_the_strategy_limit(
@@ -210,3 +213,37 @@ def scenario_document_with_limit() -> dict:
         ],
         "solver": {"time_limit_s": 120.0},
     }
+
+
+def test_solve_all_runs_at_once_and_matches_solving_in_turn(isolate_every_solve: None) -> None:
+    scenario = load_scenario(SEED)
+    model = PlacementMilp(scenario, enumerate_configs(scenario))
+    calls = [
+        {"cost_weight": 1.0},
+        {"throughput_weight": 1.0, "budget_per_hour": 40.0},
+        {"gpu_weight": 1.0, "max_cost_per_hour": 60.0},
+        {"cost_weight": 1.0, "max_gpus": 0},  # no plan can meet the demand with no GPU
+    ]
+    in_turn = [model.solve(**call) for call in calls]
+    assert model.parallel
+    at_once = model.solve_all(calls)
+    assert len(highs_worker._workers) >= len(calls)  # one worker per solve
+    assert [r.status for r in at_once] == [r.status for r in in_turn]
+    assert in_turn[-1].status == "infeasible"
+    for got, expected in zip(at_once, in_turn, strict=True):
+        assert got.counts == expected.counts or got.objective == pytest.approx(expected.objective)
+        if expected.objective is not None:
+            assert got.objective == pytest.approx(expected.objective, rel=1e-9, abs=1e-9)
+
+
+def test_each_stalled_worker_is_stopped_at_its_own_limit() -> None:
+    highs = _knapsack(8)
+    short = highs_worker.request_for(highs, {}, None, 0.5)
+    long = highs_worker.request_for(highs, {}, None, 1.5)
+    started = time.monotonic()
+    first, second = highs_worker.solve_many([short, long], command=_stalling())
+    elapsed = time.monotonic() - started
+    assert first.killed and second.killed
+    assert first.seconds < second.seconds  # the short one was not kept until the long one ended
+    assert first.seconds <= 0.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.2
+    assert elapsed <= 1.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.3, elapsed
