@@ -13,7 +13,7 @@ C grows with theta, so C(theta_lo) - gain * theta_hi bounds a whole interval of 
 bisection over the sorted rates skips most of them. This replaces a multiset search that a
 flat bound cannot cut at S = 16 (stage values near zero: every mix of them looks as good).
 
-The multiset found need not be one the listing keeps (`replicas._location_configs` drops
+The multiset found need not be one the listing keeps (`replicas.location_configs` drops
 configurations another matches with the same GPUs), so the caller lists the canonical ones
 within the found multiset's pools.
 """
@@ -35,9 +35,9 @@ from solver.replicas import (
     ReplicaConfig,
     SearchBudget,
     StageType,
-    _completion_bounds,
-    _location_configs,
+    completion_bounds,
     configs_by_model,
+    location_configs,
     location_groups,
 )
 from solver.scenario import Scenario
@@ -73,7 +73,7 @@ def least_multiset(
     if not len(thetas):
         return None
     least_values = [bound.stage_lower_bound(t, layers_total) for t in types]
-    if _completion_bounds(types, least_values, max_stages)[0][max_stages] + bound.constant > limit:
+    if completion_bounds(types, least_values, max_stages)[0][max_stages] + bound.constant > limit:
         return None  # not even at fluid throughput (sum of a_s / L) can a replica get below
     pools = _pool_choices(types, values, max_stages)
     gain, constant = bound.tokens_gain, bound.constant
@@ -263,16 +263,16 @@ def best_fleet_configs(
         for cloud, region, types in location_groups(view):
             seek = replace(bound, best_of=BestOf(per_location))
             if not applies(bound):
-                found.extend(_location_configs(view, cloud, region, types, seek, budget))
+                found.extend(location_configs(view, cloud, region, types, seek, budget))
                 continue
             least = least_multiset(view, types, bound, bound.threshold)
             if least is None:
                 continue  # no configuration of this location is below the threshold
             pools = {types[i].pool_index for i in least[1]}
             within = [t for t in types if t.pool_index in pools]
-            best = _location_configs(view, cloud, region, within, seek, budget)
+            best = location_configs(view, cloud, region, within, seek, budget)
             if not best:  # the multiset's canonical parts are all above the threshold
-                best = _location_configs(view, cloud, region, types, seek, budget)
+                best = location_configs(view, cloud, region, types, seek, budget)
             found.extend(best)
         return found
 

@@ -334,11 +334,11 @@ def enumerate_configs(
     budget = budget or SearchBudget(None)
     configs: list[ReplicaConfig] = []
     for cloud, region, types in location_groups(scenario, homogeneous):
-        configs.extend(_location_configs(scenario, cloud, region, types, bound, budget))
+        configs.extend(location_configs(scenario, cloud, region, types, bound, budget))
     return configs
 
 
-def _location_configs(
+def location_configs(
     scenario: Scenario,
     cloud: str,
     region: str,
@@ -449,7 +449,7 @@ def _multisets(
     for i in range(count - 1, -1, -1):
         best_layers_from[i] = max(best_layers_from[i + 1], types[i].max_layers)
     # most the remaining stages can lower the reduced cost, for the bound cut
-    completion = _completion_bounds(types, values, max_stages)
+    completion = completion_bounds(types, values, max_stages)
     static_limit = math.inf if bound is None else bound.threshold - bound.constant
     seeking = bound is not None and bound.best_of is not None
     used: dict[int, int] = {}
@@ -483,7 +483,7 @@ def _multisets(
     yield from extend(0, 0, 0.0)
 
 
-def _completion_bounds(
+def completion_bounds(
     types: list[StageType], values: list[float] | None, max_stages: int
 ) -> list[list[float]]:
     """completion[i][k]: the least sum of at most k stage values of types i.. (each type at

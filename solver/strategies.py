@@ -340,7 +340,8 @@ def _break_ties(
         )
     if not cheapest.counts:
         return best, "time-limited"
-    _, cost, _ = _totals_k(milp, cheapest.counts)
+    if cheapest is not best:
+        _, cost, _ = _totals_k(milp, cheapest.counts)
     fewest = ties.solve(
         abs_gap=0.5,  # a GPU count: any plan within half a GPU of the bound is optimal
         gpu_weight=1.0,
