@@ -39,6 +39,7 @@ import numpy as np
 # columns); a worker that has not answered by then is killed
 GRACE_S = 0.25
 GRACE_SHARE = 0.02  # of the limit
+MAX_FRAME_BYTES = 1 << 30  # a model of millions of nonzeros is far below it
 EXIT_WAIT_S = 2.0  # for the exit code of a worker that closed its output
 MIN_TIME_LIMIT_S = 0.01  # HiGHS needs a positive limit
 BOUND_REPORT_INTERVAL_S = 0.25  # the worker reports a better dual bound at most this often
@@ -126,6 +127,8 @@ def _read_frame(stream: BinaryIO) -> Any:
     if len(header) < _HEADER.size:
         return None
     (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(f"a frame of {size} bytes (at most {MAX_FRAME_BYTES})")
     body = stream.read(size)
     if len(body) < size:
         return None
@@ -332,7 +335,10 @@ def solve_many(
     now = time.monotonic()
     jobs: dict[_Worker, _Job] = {}
     with _worker_lock:
-        workers = _ready_workers(len(requests), command or WORKER_COMMAND)
+        try:
+            workers = _ready_workers(len(requests), command or WORKER_COMMAND)
+        except OSError as error:  # no interpreter, no processes left, ...
+            raise WorkerError(f"no HiGHS worker could start: {error}") from error
         for worker, request in zip(workers, requests, strict=True):
             limit = request.time_limit_s
             ends_at = None if limit is None else now + limit

@@ -178,12 +178,43 @@ def test_a_stuck_solver_cannot_stretch_the_strategy_limit(
         assert reference_optimum(document, "exact").objective <= cost_per_hour / tokens_per_s
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "sys.stdout.buffer.write(struct.pack('>Q', 8) + b'\\xff' * 8)",  # not a pickle
+        "sys.stdout.buffer.write(struct.pack('>Q', 1 << 62))",  # an absurd length
+    ],
+    ids=["garbage", "huge-frame"],
+)
+def test_a_worker_reply_that_makes_no_sense_is_an_error(reply: str) -> None:
+    code = f"import struct, sys; sys.stdin.buffer.read(8); {reply}; sys.stdout.flush()"
+    started = time.monotonic()
+    with pytest.raises(highs_worker.WorkerError, match="unreadable reply"):
+        highs_worker.solve_isolated(
+            _knapsack(), {}, start=None, time_limit_s=30, command=(sys.executable, "-c", code)
+        )
+    assert time.monotonic() - started < 10
+
+
+def test_a_worker_that_cannot_start_is_an_error() -> None:
+    with pytest.raises(highs_worker.WorkerError, match="could start"):
+        highs_worker.solve_isolated(
+            _knapsack(), {}, start=None, time_limit_s=5, command=("/nonexistent/python",)
+        )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(sys.executable, "-c", "raise SystemExit(5)"), ("/nonexistent/python",)],
+    ids=["exits", "cannot-start"],
+)
 def test_a_broken_worker_falls_back_to_solving_here(
-    isolate_every_solve: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    command: tuple[str, ...],
+    isolate_every_solve: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(
-        highs_worker, "WORKER_COMMAND", (sys.executable, "-c", "raise SystemExit(5)")
-    )
+    monkeypatch.setattr(highs_worker, "WORKER_COMMAND", command)
     document = scenario_document_with_limit()
     with caplog.at_level(logging.WARNING, logger="solver.milp"):
         plan = solve(scenario_from_dict(document), "exact").to_json()
