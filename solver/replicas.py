@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from solver import deadline
 from solver.scenario import Pool, Scenario
 
+NEAR_BOTTLENECK_REL = 1e-9  # stages this close to the slowest load are rated exactly
+
 
 @dataclass(frozen=True)
 class StageType:
@@ -109,8 +111,14 @@ def best_split(scenario: Scenario, types: list[StageType]) -> tuple[list[int], f
         layers[i] += 1
         if layers[i] < types[i].max_layers:
             heapq.heappush(heap, ((layers[i] + 1) / types[i].rate_numerator, i))
+    # the contract's rate of the slowest stages only: the others' loads n / rate_numerator are
+    # below the bottleneck's by more than rounding (a few ulps), so they cannot be the minimum
+    loads = [n / t.rate_numerator for t, n in zip(types, layers, strict=True)]
+    near = max(loads) * (1 - NEAR_BOTTLENECK_REL)
     rate = min(
-        scenario.stage_tokens_per_s(t.pool, t.tp, n) for t, n in zip(types, layers, strict=True)
+        scenario.stage_tokens_per_s(t.pool, t.tp, n)
+        for t, n, load in zip(types, layers, loads, strict=True)
+        if load >= near
     )
     return layers, rate
 
