@@ -110,6 +110,14 @@ def load_model(highs: highspy.Highs, arrays: dict[str, Any]) -> None:
     _check(highs.passModel(lp), "passModel")
 
 
+def set_start(highs: highspy.Highs, col_value: list[float]) -> None:
+    """Give HiGHS a plan (column values) as its first incumbent."""
+    solution = highspy.HighsSolution()
+    solution.col_value = col_value
+    solution.value_valid = True
+    highs.setSolution(solution)
+
+
 def _check(status: highspy.HighsStatus, what: str) -> None:
     if status == highspy.HighsStatus.kError:
         raise RuntimeError(f"HiGHS {what} failed")
@@ -151,10 +159,7 @@ def _solve_request(request: dict[str, Any], send: Any) -> dict[str, Any]:
         time_left_s = max(MIN_TIME_LIMIT_S, request["ends_at"] - time.monotonic())
         _check(highs.setOptionValue("time_limit", time_left_s), "option time_limit")
     if request.get("start") is not None:
-        solution = highspy.HighsSolution()
-        solution.col_value = list(request["start"])
-        solution.value_valid = True
-        highs.setSolution(solution)
+        set_start(highs, list(request["start"]))
     last_bound = {"value": -highspy.kHighsInf, "at": 0.0}
 
     def improving(event: Any) -> None:

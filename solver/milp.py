@@ -95,10 +95,7 @@ class _HighsWithStart(Highs):
         for name, value in own_options.items():
             highs.setOptionValue(name, value)
         if start is not None:
-            solution = highspy.HighsSolution()
-            solution.col_value = start
-            solution.value_valid = True
-            highs.setSolution(solution)
+            highs_worker.set_start(highs, start)
         return super()._solve()
 
     def _start_columns(self) -> list[float] | None:
