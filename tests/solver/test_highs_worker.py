@@ -148,24 +148,7 @@ def test_a_stuck_solver_cannot_stretch_the_strategy_limit(
 ) -> None:
     """Every MILP hangs: the exact strategy still answers within its limit (plus start-up)."""
     monkeypatch.setattr(highs_worker, "WORKER_COMMAND", _stalling())
-    document = {
-        "model": {"name": "m", "num_layers": 8, "layer_memory_gb": 2.0},
-        "pools": [
-            {
-                "id": f"aws/us-east-1/G{i}",
-                "gpu": f"G{i}",
-                "cloud": "aws",
-                "region": "us-east-1",
-                "available": 4,
-                "max_tp": 2,
-                "price_per_gpu_hour": 1.0 + i / 10,
-                "memory_gb": 24.0,
-                "tokens_per_s": 500.0 + 40 * i,
-            }
-            for i in range(3)
-        ],
-        "solver": {"time_limit_s": 2.0, "demand_tokens_per_s": 900.0},
-    }
+    document = scenario_document_with_limit(time_limit_s=2.0, demand_tokens_per_s=900.0)
     started = time.monotonic()
     plan = solve(scenario_from_dict(document), "exact").to_json()
     elapsed = time.monotonic() - started
@@ -225,7 +208,8 @@ def test_a_broken_worker_falls_back_to_solving_here(
     assert "solving in this process" in caplog.text
 
 
-def scenario_document_with_limit() -> dict:
+def scenario_document_with_limit(time_limit_s: float = 120.0, **solver: float) -> dict:
+    """Three pools of one region, small enough for the exhaustive reference."""
     return {
         "model": {"name": "m", "num_layers": 4, "layer_memory_gb": 2.0},
         "pools": [
@@ -242,7 +226,7 @@ def scenario_document_with_limit() -> dict:
             }
             for i in range(3)
         ],
-        "solver": {"time_limit_s": 120.0},
+        "solver": {"time_limit_s": time_limit_s, **solver},
     }
 
 
