@@ -46,6 +46,7 @@ BOUND_REPORT_INTERVAL_S = 0.25  # the worker reports a better dual bound at most
 _HEADER = struct.Struct(">Q")
 _TIME_LIMIT_STATUS = int(highspy.HighsModelStatus.kTimeLimit)
 _SOLUTION_FEASIBLE = 2  # HighsInfo.primal_solution_status: 0 none, 1 infeasible, 2 feasible
+_AUTO_THREADS = 0  # HiGHS's `threads` default: as many as it sees fit
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,24 @@ def _read_frame(stream: BinaryIO) -> Any:
 # --- the worker process ---------------------------------------------------------------------
 
 
+_scheduler_threads: list[int] = []  # the thread count HiGHS's scheduler runs with, once started
+
+
+def _use_threads(threads: int) -> None:
+    """Restart HiGHS's thread scheduler if it runs with another thread count.
+
+    HiGHS starts one scheduler per process at its first run and refuses (an error status) a run
+    asking for another count; a reused worker may be asked for 1 thread, then the default.
+    """
+    if _scheduler_threads and _scheduler_threads[0] != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+    _scheduler_threads[:] = [threads]
+
+
 def _solve_request(request: dict[str, Any], send: Any) -> dict[str, Any]:
     """Solve one request in this process (HighsOutcome fields), sending progress messages."""
     started = time.perf_counter()
+    _use_threads(int(request["options"].get("threads", _AUTO_THREADS)))
     highs = highspy.Highs()
     _check(highs.setOptionValue("output_flag", False), "setOptionValue")
     load_model(highs, request["model"])
@@ -335,8 +351,14 @@ def solve_isolated(
 def solve_many(
     requests: Sequence[Request], command: Sequence[str] | None = None
 ) -> list[HighsOutcome]:
-    """Solve the requests at once, one worker each (the MIP search is mostly serial)."""
+    """Solve the requests at once, one worker each (the MIP search is mostly serial).
+
+    Several at once share the cores: each gets its share of threads (237 pools, 80 layers,
+    S = 8, the two tie searches side by side on 2 cores: 30.7 s with HiGHS's default threads,
+    22.3 s with one each; one search alone is ~15 % faster with the default).
+    """
     started = time.perf_counter()
+    threads = max(1, _cores() // len(requests)) if len(requests) > 1 else None
     now = time.monotonic()
     jobs: dict[_Worker, _Job] = {}
     with _worker_lock:
@@ -348,9 +370,12 @@ def solve_many(
             limit = request.time_limit_s
             ends_at = None if limit is None else now + limit
             wait_until = None if limit is None else now + limit * (1 + GRACE_SHARE) + GRACE_S
+            options = dict(request.options)
+            if threads is not None:
+                options["threads"] = threads
             message = {
                 "model": request.model,
-                "options": request.options,
+                "options": options,
                 "start": request.start,
                 "ends_at": ends_at,
             }
@@ -366,6 +391,13 @@ def solve_many(
             _stop_all(workers)
             raise
     return [jobs[worker].outcome for worker in workers]
+
+
+def _cores() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _collect(jobs: dict[_Worker, _Job], started: float) -> None:

@@ -262,3 +262,16 @@ def test_each_stalled_worker_is_stopped_at_its_own_limit() -> None:
     assert first.seconds < second.seconds  # the short one was not kept until the long one ended
     assert first.seconds <= 0.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.2
     assert elapsed <= 1.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.3, elapsed
+
+
+def test_a_worker_changes_thread_count_between_solves() -> None:
+    """Side by side each solve gets a share of the cores, alone HiGHS's default: HiGHS refuses
+    a run whose thread count differs from the scheduler it started, so the worker restarts it."""
+    highs = _knapsack()
+    request = highs_worker.request_for(highs, {"mip_rel_gap": 0.0}, None, 60)
+    alone = highs_worker.solve_many([request])  # the first worker starts HiGHS's default
+    side_by_side = highs_worker.solve_many([request, request])
+    again = highs_worker.solve_many([request])
+    outcomes = [*alone, *side_by_side, *again]
+    assert [o.status for o in outcomes] == [highspy.HighsModelStatus.kOptimal] * 4
+    assert len({round(o.objective, 9) for o in outcomes}) == 1
