@@ -26,6 +26,7 @@ from solver.milp import (
     PlacementMilp,
     mix_totals,
     requirements_of,
+    runs_in_parallel,
     tokens_by_model,
 )
 from solver.pricing_dp import best_fleet_configs
@@ -253,6 +254,30 @@ class LazyPlacementMilp:
                 self.configs.append(config)
                 added += 1
         return added
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the model over the columns at hand runs several solves at once."""
+        return runs_in_parallel(len(self.configs))
+
+    def proof_model(self, ratio: float, start: dict[int, int]) -> PlacementMilp | None:
+        """The MILP over every column a plan of F(ratio) <= F(start) may use, ties included.
+
+        Column generation at `ratio`, then every configuration whose reduced cost is within the
+        start's gap plus the tie tolerance: a proof at `ratio` over this model and the tie
+        searches of `start` need no further pricing. None when a budget or the deadline ran out.
+        """
+        self.solves += 1
+        limits = Limits(1.0, ratio, 0.0, {}, requirements_of(self.scenario), None, None, None)
+        try:
+            lp = self._column_generation(limits)
+            if lp.slack > 1e-7:
+                return None
+            gap = self._objective(limits, start) - lp.objective
+            self._price(limits, lp, gap + self._tolerance(lp, start))
+        except (ConfigLimitExceeded, DeadlineExceeded):
+            return None
+        return self.settled()
 
     def settled(self) -> PlacementMilp:
         """The MILP over the columns generated so far.

@@ -161,6 +161,11 @@ _TERMINATION = {
 }
 
 
+def runs_in_parallel(num_columns: int) -> bool:
+    """Whether a model of this many columns runs several solves at once (`solve_all`)."""
+    return num_columns >= ISOLATE_MIN_COLUMNS
+
+
 @functools.cache
 def light_presolve() -> dict[str, int]:
     """HiGHS's light presolve where this HiGHS has it (`presolve_mode`, 1.16 on).
@@ -231,6 +236,7 @@ class PlacementMilp:
         demand_models: frozenset[int] | None = None,
         max_gpus: int | None = None,
         cutoff: float | None = None,
+        min_cost_per_hour: float | None = None,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
 
@@ -241,8 +247,8 @@ class PlacementMilp:
         `prove` is accepted for interface parity with LazyPlacementMilp (always exact here);
         `rel_gap` loosens the MIP gap (default: the scenario's, else 0); `start` is a plan
         (configuration -> count) known to satisfy the limits, given to HiGHS as its incumbent.
-        `max_gpus` caps the plan's GPUs; with `cutoff`, a plan counts only with an objective below
-        it: none is status `infeasible`.
+        `max_gpus` caps the plan's GPUs, `min_cost_per_hour` floors its cost; with `cutoff`, a
+        plan counts only with an objective below it: none is status `infeasible`.
 
         `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
         """
@@ -263,6 +269,7 @@ class PlacementMilp:
         _set_limit(m.ratio_cap, m.max_ratio, max_ratio)
         _set_limit(m.cost_cap, m.max_cost_per_hour, max_cost_per_hour)
         _set_limit(m.gpu_cap, m.max_gpus, max_gpus)
+        _set_limit(m.cost_floor, m.min_cost_per_hour, min_cost_per_hour)
         options = self.scenario.solver
         started = time.perf_counter()
         if rel_gap is None:
@@ -285,7 +292,7 @@ class PlacementMilp:
     @property
     def parallel(self) -> bool:
         """Whether `solve_all` runs its solves at once (in worker processes)."""
-        return len(self.configs) >= ISOLATE_MIN_COLUMNS
+        return runs_in_parallel(len(self.configs))
 
     def solve_all(self, calls: Sequence[dict[str, Any]]) -> list[MilpResult]:
         """Several solves of this model (`solve` keyword arguments each), at once where it pays.
@@ -380,6 +387,11 @@ class PlacementMilp:
 
     def settled(self) -> PlacementMilp:
         """The model over the configurations at hand (all of them, here)."""
+        return self
+
+    def proof_model(self, ratio: float, start: dict[int, int]) -> PlacementMilp | None:
+        """The model a proof at `ratio` from `start` needs (every configuration, here)."""
+        del ratio, start
         return self
 
     def totals(self, counts: dict[int, int]) -> tuple[float, float, int]:
@@ -619,8 +631,8 @@ def define_resilience(
 
 
 def define_limits(m: pyo.ConcreteModel) -> None:
-    """Budget, a cap on cost per useful token (tie-breaking), caps on cost and GPUs, each
-    switchable."""
+    """Budget, a cap on cost per useful token (tie-breaking), caps on cost and GPUs, a floor on
+    cost (splitting a proof), each switchable."""
     m.budget_per_hour = pyo.Param(mutable=True, initialize=math.inf)
     m.budget = pyo.Constraint(expr=m.cost_per_hour <= m.budget_per_hour)
     m.max_ratio = pyo.Param(mutable=True, initialize=0.0)
@@ -629,7 +641,9 @@ def define_limits(m: pyo.ConcreteModel) -> None:
     m.cost_cap = pyo.Constraint(expr=m.cost_per_hour <= m.max_cost_per_hour)
     m.max_gpus = pyo.Param(mutable=True, initialize=math.inf)
     m.gpu_cap = pyo.Constraint(expr=m.gpus <= m.max_gpus)
-    for constraint in (m.budget, m.ratio_cap, m.cost_cap, m.gpu_cap):
+    m.min_cost_per_hour = pyo.Param(mutable=True, initialize=0.0)
+    m.cost_floor = pyo.Constraint(expr=m.cost_per_hour >= m.min_cost_per_hour)
+    for constraint in (m.budget, m.ratio_cap, m.cost_cap, m.gpu_cap, m.cost_floor):
         constraint.deactivate()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from solver import deadline
@@ -183,6 +184,8 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
     ratio, attained = bounds.best, False  # attained: some plan has exactly this ratio
     iterations, proofs = 0, 0
     proven = prove_next = False
+    exact_start = False  # the plan to prove next came from an exact solve: most often optimal
+    searched: tuple[MilpResult, MilpResult] | None = None  # tie searches a split proof ran
     while iterations < MAX_DINKELBACH_ITERATIONS:
         if best is not None and deadline.expired():
             break
@@ -202,20 +205,31 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             bounds.add(ratio, result.bound)
         if result.counts and attained and _value(milp, result, ratio) >= 0:
             proofs += 1  # nothing better found quickly: settle F(ratio) exactly
-            if best is not None and _value(milp, best, ratio) < _value(milp, result, ratio):
+            if best is not None and _value(milp, best, ratio) <= _value(milp, result, ratio):
                 result = best  # the lowest start: the lazy model prices only its gap
-            _, cost, _ = _totals_k(milp, result.counts)
-            result = milp.solve(
-                cost_weight=1.0,
-                throughput_weight=ratio,
-                start=result.counts,
-                abs_gap=PROOF_REL_GAP * cost,  # F within 1e-9 of the cost: the tie tolerance
-            )
-            bounds.add(ratio, result.bound)
-            if result.counts and _value(milp, result, ratio) >= 0:
-                proven = result.status == "optimal"
-                break
-            prove_next = bool(result.counts)
+            split = None
+            if result is best and _splits(milp, exact_start):
+                split = _split_proof(milp, best, best_ratio)
+            if split is not None:
+                bounds.add(best_ratio, split.bound)
+                if split.better is None and (split.proven or deadline.expired()):
+                    proven, searched = split.proven, split.ties
+                    break
+            if split is not None and split.better is not None:
+                result, prove_next, exact_start = split.better, True, split.better_exact
+            else:  # one proof over every plan (no split, or one that found a tie it cannot rank)
+                _, cost, _ = _totals_k(milp, result.counts)
+                result = milp.solve(
+                    cost_weight=1.0,
+                    throughput_weight=ratio,
+                    start=result.counts,
+                    abs_gap=PROOF_REL_GAP * cost,  # F within 1e-9 of the cost: the tie tolerance
+                )
+                bounds.add(ratio, result.bound)
+                if result.counts and _value(milp, result, ratio) >= 0:
+                    proven = result.status == "optimal"
+                    break
+                prove_next = exact_start = bool(result.counts)
         if not result.counts:
             if best is None or result.status == "infeasible":
                 return result, iterations, {}
@@ -232,7 +246,8 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
             )
         ratio, attained = cost / tokens_k, True
     assert best is not None
-    best, tie_break = _break_ties(milp, best, best_ratio, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    best, tie_break = _break_ties(milp, best, best_ratio, seconds, searched)
     status = "optimal" if proven else "feasible"
     result = MilpResult(status, best.counts, best.objective, best.bound, best.seconds)
     ratio_bound = best_ratio if proven else min(best_ratio, bounds.best)
@@ -305,14 +320,19 @@ def _unproven_message(gap: float | None) -> str:
 
 
 def _break_ties(
-    milp: PlacementMilp | LazyPlacementMilp, best: MilpResult, best_ratio: float, seconds: float
+    milp: PlacementMilp | LazyPlacementMilp,
+    best: MilpResult,
+    best_ratio: float,
+    seconds: float,
+    searched: tuple[MilpResult, MilpResult] | None = None,
 ) -> tuple[MilpResult, str]:
     """Among plans within TIE_REL of the best ratio: least cost, then fewest GPUs.
 
     These order plans of the proven ratio, so a time limit here leaves the ratio proven; each
-    solve starts from the plan in hand, so it never ends with less than that.
+    solve starts from the plan in hand, so it never ends with less than that. `searched`: the
+    cheaper-tie and fewer-GPU searches, when a split proof already ran them.
     """
-    if deadline.expired():
+    if searched is None and deadline.expired():
         return best, "time-limited"
     cap = best_ratio * (1 + TIE_REL)
     ties = milp.settled()
@@ -325,7 +345,9 @@ def _break_ties(
         _tie_search(cap, cost, cost * (1 - TIE_REL), None, limit_s),
         _tie_search(cap, cost, cost * (1 + TIE_REL), gpus - 1, limit_s),
     )
-    if ties.parallel:  # both at once, each in its own worker process (one per core)
+    if searched is not None:
+        cheaper, fewer = searched
+    elif ties.parallel:  # both at once, each in its own worker process (one per core)
         cheaper, fewer = ties.solve_all(searches)
     else:  # the second only if the first finds nothing
         cheaper, fewer = ties.solve(**searches[0]), None
@@ -355,7 +377,7 @@ def _break_ties(
 
 
 def _tie_search(
-    cap: float, cost: float, max_cost_per_hour: float, max_gpus: int | None, limit_s: float
+    cap: float, cost: float, max_cost_per_hour: float, max_gpus: int | None, limit_s: float | None
 ) -> dict[str, Any]:
     """The solve (keyword arguments) finding some plan of ratio <= `cap` within the cost and
     GPU caps, or status `infeasible` if there is none.
@@ -374,11 +396,74 @@ def _tie_search(
     )
 
 
+def _splits(milp: PlacementMilp | LazyPlacementMilp, exact_start: bool) -> bool:
+    """Whether to prove by `_split_proof`: on a model whose solves run at once, when the start
+    came from an exact step (most often the optimum, so its tie searches are not wasted)."""
+    return exact_start and milp.parallel
+
+
+@dataclass(frozen=True)
+class _SplitProof:
+    """What the three searches of `_split_proof` found."""
+
+    better: MilpResult | None  # a plan of a lower ratio: Dinkelbach goes on from it
+    better_exact: bool  # that plan is the optimum of F(ratio) over its half of the plans
+    proven: bool  # no plan has a lower ratio than the start
+    ties: tuple[MilpResult, MilpResult] | None  # when proven: the cheaper and fewer-GPU searches
+    bound: float | None  # a lower bound on F(ratio) over every plan
+
+
+def _split_proof(
+    milp: PlacementMilp | LazyPlacementMilp, start: MilpResult, ratio: float
+) -> _SplitProof | None:
+    """Prove F(ratio) >= 0 at the start's ratio together with its tie-break, three solves at once.
+
+    The plans split at the start's cost C_b (less 1e-9 of it). At or above: min F(ratio) with
+    that cost floor (237 pools, 80 layers, S = 8: 12.0 s against 19.5 s without it). Below: the
+    cheaper-tie search, which finds any plan of ratio <= cap cheaper than C_b, a better ratio
+    included. Beside them, the fewer-GPU tie search (the floor holds there too: a cheaper tie is
+    the other search's). Three searches at once took 30.6 s on 2 cores against 19.5 + 22.3 s for
+    the proof, then the tie searches. None when pricing the proof's columns ran out of budget.
+    """
+    model = milp.proof_model(ratio, start.counts)
+    if model is None:
+        return None
+    _, cost, gpus = _totals_k(milp, start.counts)
+    cap, floor = ratio * (1 + TIE_REL), cost * (1 - TIE_REL)
+    above = dict(
+        cost_weight=1.0,
+        throughput_weight=ratio,
+        start=start.counts,
+        abs_gap=PROOF_REL_GAP * cost,
+        min_cost_per_hour=floor,
+    )
+    below = _tie_search(cap, cost, floor, None, None)  # part of the proof: no limit of its own
+    # nor this one: the proof is waited for anyway, and a limit cut it short beside the other two
+    # (237 pools: stopped at 16.8 s, then the fallback least-GPU solve took 30.4 s)
+    fewer = _tie_search(cap, cost, cost * (1 + TIE_REL), gpus - 1, None)
+    fewer["min_cost_per_hour"] = floor
+    over, under, fewer_gpus = model.solve_all([above, below, fewer])
+    bounds = [over.bound, under.bound if under.status != "infeasible" else math.inf]
+    bound = min(bounds) if all(b is not None and not math.isnan(b) for b in bounds) else None
+    found = [r for r in (over, under) if r.counts and _value(milp, r, ratio) < 0]
+    if found:
+        better = min(found, key=lambda r: _ratio(milp, r.counts))
+        return _SplitProof(better, better is over, False, None, bound)
+    proven = over.status == "optimal" and under.status == "infeasible"
+    return _SplitProof(None, False, proven, (under, fewer_gpus) if proven else None, bound)
+
+
 def _value(milp: PlacementMilp | LazyPlacementMilp, result: MilpResult, ratio: float) -> float:
     """F(ratio) at the result's plan, in units of its cost: < 0 means a better ratio."""
     tokens_k, cost, _ = _totals_k(milp, result.counts)
     value = cost - ratio * tokens_k
     return 0.0 if abs(value) <= TIE_REL * cost else value
+
+
+def _ratio(milp: PlacementMilp | LazyPlacementMilp, counts: dict[int, int]) -> float:
+    """A plan's cost per useful ktokens/s (USD/h per ktokens/s)."""
+    tokens_k, cost, _ = _totals_k(milp, counts)
+    return cost / tokens_k
 
 
 def _totals_k(
