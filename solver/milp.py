@@ -36,6 +36,7 @@ from solver.scenario import Scenario
 KTOKENS = 1000.0  # tokens/s per model throughput unit
 DEFAULT_MIP_FEASIBILITY = 1e-6  # HiGHS's mip_feasibility_tolerance
 CUTOFF_MIP_FEASIBILITY = 1e-9  # in a cut-off solve (USD/h rows of ~1e2-1e4: below 1e-9 of them)
+DEFAULT_MIP_HEURISTIC_EFFORT = 0.05  # HiGHS's mip_heuristic_effort
 
 # pyomo captures HiGHS's console output by swapping process-wide file descriptors, which two
 # threads cannot do at once: solves in one process take turns (processes run in parallel).
@@ -54,6 +55,7 @@ class _HighsWithStart(Highs):
 
     start: dict[int, float] | None = None  # id(pyomo var) -> value
     cutoff: float | None = None  # only plans of objective below it count (else infeasible)
+    heuristics: bool = True  # off: HiGHS spends nothing on primal heuristics
     capture: list[highs_worker.Request] | None = None  # set: collect requests, solve nothing
 
     def _solve(self):  # pyomo calls it with the model set up, right before HiGHS runs
@@ -64,6 +66,7 @@ class _HighsWithStart(Highs):
             "mip_feasibility_tolerance": (
                 DEFAULT_MIP_FEASIBILITY if self.cutoff is None else CUTOFF_MIP_FEASIBILITY
             ),
+            "mip_heuristic_effort": DEFAULT_MIP_HEURISTIC_EFFORT if self.heuristics else 0.0,
         }
         start = self._start_columns()
         config = self._active_config
@@ -237,6 +240,7 @@ class PlacementMilp:
         max_gpus: int | None = None,
         cutoff: float | None = None,
         min_cost_per_hour: float | None = None,
+        heuristics: bool = True,
     ) -> MilpResult:
         """Minimise the weighted objective under the scenario's and the given extra limits.
 
@@ -249,6 +253,7 @@ class PlacementMilp:
         (configuration -> count) known to satisfy the limits, given to HiGHS as its incumbent.
         `max_gpus` caps the plan's GPUs, `min_cost_per_hour` floors its cost; with `cutoff`, a
         plan counts only with an objective below it: none is status `infeasible`.
+        `heuristics=False` spares HiGHS's primal heuristics in a search expected to find nothing.
 
         `scenario_limits=False` drops the scenario's demand and budget (to explain infeasibility).
         """
@@ -276,6 +281,7 @@ class PlacementMilp:
             rel_gap = options.mip_rel_gap if options.mip_rel_gap is not None else 0.0
         self.solver.start = None if not start else self._start_values(start)
         self.solver.cutoff = cutoff
+        self.solver.heuristics = heuristics
         with SOLVER_LOCK:
             results = self.solver.solve(
                 m,
@@ -413,6 +419,17 @@ def useful_tokens(scenario: Scenario, by_model: dict[int, float]) -> float:
         cap = scenario.models[index].useful_tokens_per_s
         total += tokens if cap is None else min(tokens, cap)
     return total
+
+
+def useful_floor(scenario: Scenario) -> float:
+    """Useful tokens/s every feasible plan reaches: sum of min(D_m, U_m)."""
+    floors = [
+        m.demand_tokens_per_s
+        if m.useful_tokens_per_s is None
+        else min(m.demand_tokens_per_s, m.useful_tokens_per_s)
+        for m in scenario.models
+    ]
+    return max(sum(floors), 0.0)
 
 
 def mix_totals(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 from solver import highs_worker, milp, scenario_from_dict, solve, strategies
+from solver.lazy import LazyPlacementMilp
 from solver.milp import MilpResult, PlacementMilp
 from solver.replicas import fleet_configs
 from tests.solver.strategies import strategy_scenarios
@@ -216,3 +217,42 @@ def test_the_three_searches_run_at_once_in_workers(
     model = _model(_pool("a", 3, 1000), _pool("b", 1, 2000))
     assert _split(model, _plan(model, b=1)).proven
     assert batches == [3]
+
+
+def test_a_proof_below_an_earlier_one_reuses_its_columns() -> None:
+    """Columns priced for a proof at a higher ratio hold every plan the next proof needs:
+    `proof_model` then solves no LP and prices nothing, and the split still proves the optimum."""
+    cheap, fair, big = _pool("a", 1, 1000), _pool("b", 3, 1000), _pool("c", 1, 9000)
+    fair["price_per_gpu_hour"], big["price_per_gpu_hour"] = 12.0, 99.0
+    document = {
+        "model": {"name": "t", "num_layers": 4, "layer_memory_gb": 10},
+        "pools": [cheap, fair, big],
+        "solver": {"tp_degrees": [1], "max_stages": 1, "demand_tokens_per_s": 2000},
+    }
+    scenario = scenario_from_dict(document)
+    model = LazyPlacementMilp(scenario, fleet_configs(scenario, homogeneous=True), None)
+    start = _plan_of(model, a=1, b=1)  # $22 for 2000 tokens/s
+    first = model.solve(
+        cost_weight=1.0, throughput_weight=strategies._ratio(model, start), start=start
+    )
+    better = first.counts  # a + c: $109 for 10,000 tokens/s
+    assert strategies._ratio(model, better) < strategies._ratio(model, start)
+    lp_solves = model.lp_solves
+    assert model.proof_model(strategies._ratio(model, better), better) is model.settled()
+    assert model.lp_solves == lp_solves  # covered: no column generation, no pricing
+    outcome = strategies._split_proof(model, first, strategies._ratio(model, better))
+    assert outcome is not None and outcome.proven
+    higher = strategies._ratio(model, start) * 1.5  # above the pricing: not covered
+    model.proof_model(higher, start)
+    assert model.lp_solves > lp_solves
+
+
+def _plan_of(model: LazyPlacementMilp, **replicas_by_pool: int) -> dict[int, int]:
+    """Counts over the lazy model's columns: replicas per pool name (one GPU each)."""
+    counts = {}
+    for index, config in enumerate(model.configs):
+        ((pool, gpus),) = config.gpus_by_pool
+        name = model.scenario.pools[pool].id.rsplit("/", 1)[1]
+        if gpus == 1 and replicas_by_pool.get(name):
+            counts[index] = replicas_by_pool[name]
+    return counts
