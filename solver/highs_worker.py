@@ -8,7 +8,7 @@ to end the process, so a large solve with a limit runs in a worker process:
 
 - the parent sends the model (`highs.getLp()` arrays), the options and a start plan;
 - the worker streams every improving plan and the dual bound as it goes;
-- if the worker has not answered by the limit plus `GRACE_S`, the parent kills it and keeps the
+- if the worker has not answered by the limit plus its grace, the parent kills it and keeps the
   best plan it was sent (status: time limit), and starts a new worker for the next solve.
 
 This file is also the worker's program: run by path with `python -I`, it imports only the
@@ -39,6 +39,9 @@ import numpy as np
 # columns); a worker that has not answered by then is killed
 GRACE_S = 0.25
 GRACE_SHARE = 0.02  # of the limit
+# at most this share of the limit: the strategy keeps 10 % of its limit for what follows, so
+# under a short limit (1 s: 0.27 s of grace) the worker is killed sooner and its plans stand
+MAX_GRACE_SHARE = 0.05
 MAX_FRAME_BYTES = 1 << 30  # a model of millions of nonzeros is far below it
 EXIT_WAIT_S = 2.0  # for the exit code of a worker that closed its output
 MIN_TIME_LIMIT_S = 0.01  # HiGHS needs a positive limit
@@ -369,7 +372,7 @@ def solve_many(
         for worker, request in zip(workers, requests, strict=True):
             limit = request.time_limit_s
             ends_at = None if limit is None else now + limit
-            wait_until = None if limit is None else now + limit * (1 + GRACE_SHARE) + GRACE_S
+            wait_until = None if limit is None else now + limit + grace_s(limit)
             options = dict(request.options)
             if threads is not None:
                 options["threads"] = threads
@@ -391,6 +394,11 @@ def solve_many(
             _stop_all(workers)
             raise
     return [jobs[worker].outcome for worker in workers]
+
+
+def grace_s(limit_s: float) -> float:
+    """How long past its limit a worker may take to answer before it is killed."""
+    return min(GRACE_S + GRACE_SHARE * limit_s, MAX_GRACE_SHARE * limit_s)
 
 
 def _cores() -> int:

@@ -89,7 +89,7 @@ def test_a_worker_past_its_limit_is_killed_and_its_best_plan_kept() -> None:
     started = time.monotonic()
     outcome = highs_worker.solve_isolated(highs, {}, start=None, time_limit_s=1.5, command=command)
     elapsed = time.monotonic() - started
-    assert elapsed <= 1.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.2, elapsed
+    assert elapsed <= 1.5 + highs_worker.grace_s(1.5) + 0.2, elapsed
     assert outcome.killed
     assert outcome.status == highspy.HighsModelStatus.kTimeLimit
     assert outcome.col_value == plan and outcome.objective == -9.0
@@ -260,8 +260,8 @@ def test_each_stalled_worker_is_stopped_at_its_own_limit() -> None:
     elapsed = time.monotonic() - started
     assert first.killed and second.killed
     assert first.seconds < second.seconds  # the short one was not kept until the long one ended
-    assert first.seconds <= 0.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.2
-    assert elapsed <= 1.5 * (1 + highs_worker.GRACE_SHARE) + highs_worker.GRACE_S + 0.3, elapsed
+    assert first.seconds <= 0.5 + highs_worker.grace_s(0.5) + 0.2
+    assert elapsed <= 1.5 + highs_worker.grace_s(1.5) + 0.3, elapsed
 
 
 def test_a_worker_changes_thread_count_between_solves() -> None:
@@ -275,3 +275,13 @@ def test_a_worker_changes_thread_count_between_solves() -> None:
     outcomes = [*alone, *side_by_side, *again]
     assert [o.status for o in outcomes] == [highspy.HighsModelStatus.kOptimal] * 4
     assert len({round(o.objective, 9) for o in outcomes}) == 1
+
+
+@pytest.mark.parametrize("limit_s", [0.5, 1.0, 3.0, 12.5, 120.0, 3600.0])
+def test_the_grace_past_a_limit_stays_within_its_tenth(limit_s: float) -> None:
+    """HiGHS that keeps its limit answers ~0.2 s late; the strategy's promise is limit + 10 %,
+    of which it keeps 10 % for the plan: the grace takes at most 5 % of the limit."""
+    grace = highs_worker.grace_s(limit_s)
+    assert 0 < grace <= 0.05 * limit_s
+    if limit_s >= 5:  # long enough for HiGHS's own lateness (0.2 s measured on 27,403 columns)
+        assert grace >= 0.25
