@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 
-from solver import highs_worker, milp, scenario_from_dict, solve, strategies
+from solver import deadline, highs_worker, milp, scenario_from_dict, solve, strategies
 from solver.lazy import LazyPlacementMilp
 from solver.milp import MilpResult, PlacementMilp
 from solver.replicas import fleet_configs
 from tests.solver.strategies import strategy_scenarios
+from tests.solver.test_highs_worker import _stalling
 from tests.solver.test_properties import PROPERTY_SETTINGS, _check_against_reference
 
 
@@ -256,3 +258,37 @@ def _plan_of(model: LazyPlacementMilp, **replicas_by_pool: int) -> dict[int, int
         if gpus == 1 and replicas_by_pool.get(name):
             counts[index] = replicas_by_pool[name]
     return counts
+
+
+def test_a_split_the_deadline_stops_proves_nothing_and_keeps_the_limit(
+    in_workers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker hangs: the three searches are stopped at the deadline with no better plan,
+    the ratio unproven and no tie searched, so `_exact` ends with the plan in hand."""
+    monkeypatch.setattr(highs_worker, "WORKER_COMMAND", _stalling())
+    model = _model(_pool("a", 3, 1000), _pool("b", 1, 2000))
+    start = _plan(model, b=1)
+    began = time.monotonic()
+    with deadline.deadline(1.0):
+        outcome = strategies._split_proof(model, start, strategies._ratio(model, start.counts))
+    assert time.monotonic() - began <= 1.0 + highs_worker.grace_s(1.0) + 0.3
+    assert outcome is not None
+    assert outcome.better is None and not outcome.proven and outcome.ties is None
+
+
+def test_a_split_without_its_columns_falls_back_to_one_proof(
+    split_every_proof: list,
+    prove_every_step: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pricing for the split ran out (`proof_model` None, which only the lazy model returns):
+    the plain proof answers instead. Listed models, where fixed examples do reach proofs."""
+    monkeypatch.setattr(PlacementMilp, "proof_model", lambda *args: None)
+
+    @settings(PROPERTY_SETTINGS, max_examples=60, derandomize=True)
+    @given(strategy_scenarios("exact"))
+    def check(document: dict) -> None:
+        _check_against_reference(document, "exact", columns_on_demand=False)
+
+    check()
+    assert split_every_proof and all(outcome is None for outcome in split_every_proof)
