@@ -65,8 +65,8 @@ class LazyPlacementMilp:
         self.pricing_seconds = 0.0
         self.solves = 0
         self.lp_solves = 0
-        # (lam, LP optimum, threshold) of each complete pricing of C - lam V: what it holds
-        self._priced: list[tuple[float, float, float]] = []
+        # (limits, LP optimum, threshold) of each complete pricing of C - lam V: what it holds
+        self._priced: list[tuple[Limits, float, float]] = []
         self._milp: PlacementMilp | None = None
         self._milp_size = 0
         # HiGHS prints a banner on stdout when created
@@ -295,10 +295,13 @@ class LazyPlacementMilp:
         237 pools, 80 layers, S = 8: the last proof's 2.6 s of pricing and rebuilding skipped.
         """
         floor_k = useful_floor(self.scenario) / KTOKENS
-        for priced_ratio, lp_objective, threshold in self._priced:
+        for limits, lp_objective, threshold in self._priced:
+            priced_ratio = limits.throughput_weight
+            if priced_ratio < ratio or limits != _dinkelbach_limits(self.scenario, priced_ratio):
+                continue  # priced for another demand or budget than the scenario's now
             margin = 1e-7 * max(1.0, abs(lp_objective)) + 1e-8 * start_cost  # as _tolerance
             needed = start_value + margin - lp_objective - (priced_ratio - ratio) * floor_k
-            if priced_ratio >= ratio and threshold >= needed:
+            if threshold >= needed:
                 return True
         return False
 
@@ -376,10 +379,12 @@ class LazyPlacementMilp:
         budget.found = self._add(found)
         dinkelbach = limits == _dinkelbach_limits(self.scenario, limits.throughput_weight)
         if converged and best is None and dinkelbach:
-            self._priced.append((limits.throughput_weight, lp.objective, threshold))
+            self._priced.append((limits, lp.objective, threshold))
         return budget
 
 
 def _dinkelbach_limits(scenario: Scenario, ratio: float) -> Limits:
-    """A Dinkelbach step's solve: min C - ratio V under the scenario's rows, nothing else."""
-    return Limits(1.0, ratio, 0.0, {}, requirements_of(scenario), None, None, None)
+    """A Dinkelbach step's solve: min C - ratio V under the scenario's rows and budget (what
+    `solve(cost_weight=1.0, throughput_weight=ratio)` prices under), nothing else."""
+    budget = scenario.solver.budget_per_hour
+    return Limits(1.0, ratio, 0.0, {}, requirements_of(scenario), budget, None, None)

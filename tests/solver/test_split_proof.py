@@ -247,6 +247,11 @@ def test_a_proof_below_an_earlier_one_reuses_its_columns() -> None:
     higher = strategies._ratio(model, start) * 1.5  # above the pricing: not covered
     model.proof_model(higher, start)
     assert model.lp_solves > lp_solves
+    lp_solves = model.lp_solves
+    document["solver"]["demand_tokens_per_s"] = 3000  # priced under another demand row
+    model.scenario = scenario_from_dict(document)
+    model.proof_model(strategies._ratio(model, better), better)
+    assert model.lp_solves > lp_solves
 
 
 def _plan_of(model: LazyPlacementMilp, **replicas_by_pool: int) -> dict[int, int]:
