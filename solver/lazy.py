@@ -153,8 +153,10 @@ class LazyPlacementMilp:
                 return result  # every column that could do better is in the model
         else:
             result = self._milp_solve(kwargs, started, proven=prove, lp_bound=lp.objective)
-            if not prove:
+            if not prove and (result.counts or result.status == "unknown"):
                 return result
+            # no plan among these columns proves nothing about the others (a budget met only by
+            # a configuration the LP did not ask for): price the gap as a proof does
         tolerance = self._tolerance(lp, result.counts)
         gap = (result.objective - lp.objective) if result.objective is not None else None
         threshold = gap if gap is not None else max(1e-6, 0.05 * abs(lp.objective))

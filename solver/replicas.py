@@ -378,6 +378,7 @@ def location_configs(
     for chosen in _multisets(scenario, types, first_whole, values, bound, budget):
         picked = [types[i] for i in chosen]
         if values is not None and sum(values[i] for i in chosen) > bound.cut() - bound.constant:
+            budget.cut_by_bound += 1
             continue  # not even its fluid throughput brings its reduced cost within the cut
         split = best_split(scenario, picked)
         if split is None:
@@ -409,7 +410,9 @@ def location_configs(
     if bound is not None:
         # seeking the best, the final cut: a configuration kept for its GPUs may have lost
         # to a faster one on the same GPUs that the tightening cut skipped (and beat the cut)
-        configs = [c for c in configs if bound.reduced_cost(c) <= bound.cut()]
+        kept = [c for c in configs if bound.reduced_cost(c) <= bound.cut()]
+        budget.cut_by_bound += len(configs) - len(kept)
+        configs = kept
     return configs
 
 

@@ -82,3 +82,36 @@ def test_iterative_is_feasible_and_never_beats_exact(document: dict) -> None:
     tokens_per_s, cost_per_hour = recheck_plan(document, iterative)
     exact_ratio = exact["cost_per_hour"] / exact["tokens_per_s"]
     assert cost_per_hour / tokens_per_s >= exact_ratio * (1 - 1e-9)
+
+
+def test_on_demand_finds_the_plan_only_an_unpriced_column_makes_affordable() -> None:
+    """Found by this file's property test in CI: the budget ($0.45/h) is met only with the
+    two-pool configuration p0 + p1, which the LP at the first Dinkelbach ratio does not ask
+    for. The quick step's MILP over the LP's columns has no plan, which proves nothing; and a
+    pricing search that cut no subtree may still have rejected whole configurations."""
+    pool = {"gpu": "A100", "cloud": "c0", "region": "r0", "max_tp": 1, "price_per_gpu_hour": 0.1}
+    document = {
+        "model": {"name": "random", "num_layers": 3, "layer_memory_gb": 0.5},
+        "pools": [
+            {**pool, "id": "c0/r0/p0", "available": 1, "memory_gb": 0.8125, "tokens_per_s": 100},
+            {**pool, "id": "c0/r0/p1", "available": 2, "memory_gb": 2.0625, "tokens_per_s": 240},
+            {
+                **pool,
+                "id": "c0/r0/p2",
+                "available": 2,
+                "price_per_gpu_hour": 0.15,
+                "memory_gb": 2.0625,
+                "tokens_per_s": 100,
+            },
+        ],
+        "solver": {
+            "tp_degrees": [1],
+            "max_stages": 2,
+            "memory_utilization": 0.8,
+            "demand_tokens_per_s": 630,
+            "budget_per_hour": 0.45,
+        },
+    }
+    _check_against_reference(document, "exact", columns_on_demand=True)
+    plan = solve(scenario_from_dict(document), "exact", columns_on_demand=True).to_json()
+    assert (plan["tokens_per_s"], plan["gpus"]) == (640.0, 4)
