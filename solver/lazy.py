@@ -228,9 +228,9 @@ class LazyPlacementMilp:
     # -- internals ----------------------------------------------------------------------------
 
     def _tolerance(self, lp: LpSolution, counts: dict[int, int]) -> float:
-        """Pricing slack wide enough to hold every plan tied with the optimum (1e-9 of its cost)."""
+        """`_tie_tolerance` for the LP and the plan in hand."""
         incumbent_cost = self.totals(counts)[1] if counts else 0.0
-        return 1e-7 * max(1.0, abs(lp.objective)) + 1e-8 * incumbent_cost
+        return _tie_tolerance(lp.objective, incumbent_cost)
 
     def _objective(self, limits: Limits, counts: dict[int, int]) -> float:
         """The solve's objective at a plan (configuration index -> replicas)."""
@@ -274,14 +274,14 @@ class LazyPlacementMilp:
         """
         self.solves += 1
         limits = _dinkelbach_limits(self.scenario, ratio)
-        if self._covered(ratio, self._objective(limits, start), self.totals(start)[1]):
+        start_value = self._objective(limits, start)
+        if self._covered(ratio, start_value, self.totals(start)[1]):
             return self.settled()
         try:
             lp = self._column_generation(limits)
             if lp.slack > 1e-7:
                 return None
-            gap = self._objective(limits, start) - lp.objective
-            self._price(limits, lp, gap + self._tolerance(lp, start))
+            self._price(limits, lp, start_value - lp.objective + self._tolerance(lp, start))
         except (ConfigLimitExceeded, DeadlineExceeded):
             return None
         return self.settled()
@@ -301,7 +301,7 @@ class LazyPlacementMilp:
             priced_ratio = limits.throughput_weight
             if priced_ratio < ratio or limits != _dinkelbach_limits(self.scenario, priced_ratio):
                 continue  # priced for another demand or budget than the scenario's now
-            margin = 1e-7 * max(1.0, abs(lp_objective)) + 1e-8 * start_cost  # as _tolerance
+            margin = _tie_tolerance(lp_objective, start_cost)
             needed = start_value + margin - lp_objective - (priced_ratio - ratio) * floor_k
             if threshold >= needed:
                 return True
@@ -383,6 +383,11 @@ class LazyPlacementMilp:
         if converged and best is None and dinkelbach:
             self._priced.append((limits, lp.objective, threshold))
         return budget
+
+
+def _tie_tolerance(lp_objective: float, incumbent_cost: float) -> float:
+    """Pricing slack wide enough to hold every plan tied with the optimum (1e-9 of its cost)."""
+    return 1e-7 * max(1.0, abs(lp_objective)) + 1e-8 * incumbent_cost
 
 
 def _dinkelbach_limits(scenario: Scenario, ratio: float) -> Limits:

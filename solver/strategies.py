@@ -219,12 +219,7 @@ def _exact(milp: PlacementMilp | LazyPlacementMilp) -> tuple[MilpResult, int, di
                 result, prove_next, exact_start = split.better, True, split.better_exact
             else:  # one proof over every plan (no split, or one that found a tie it cannot rank)
                 _, cost, _ = _totals_k(milp, result.counts)
-                result = milp.solve(
-                    cost_weight=1.0,
-                    throughput_weight=ratio,
-                    start=result.counts,
-                    abs_gap=PROOF_REL_GAP * cost,  # F within 1e-9 of the cost: the tie tolerance
-                )
+                result = milp.solve(**_proof(ratio, result.counts, cost))
                 bounds.add(ratio, result.bound)
                 if result.counts and _value(milp, result, ratio) >= 0:
                     proven = result.status == "optimal"
@@ -388,6 +383,16 @@ def _tie_search(
     )
 
 
+def _proof(ratio: float, start: dict[int, int], cost: float) -> dict[str, Any]:
+    """The solve (keyword arguments) settling F(ratio) exactly from a start plan of that cost."""
+    return dict(
+        cost_weight=1.0,
+        throughput_weight=ratio,
+        start=start,
+        abs_gap=PROOF_REL_GAP * cost,  # F within 1e-9 of the cost: the tie tolerance
+    )
+
+
 def _splits(milp: PlacementMilp | LazyPlacementMilp, exact_start: bool) -> bool:
     """Whether to prove by `_split_proof`: on a model whose solves run at once, when the start
     came from an exact step (most often the optimum, so its tie searches are not wasted)."""
@@ -422,14 +427,9 @@ def _split_proof(
         return None
     _, cost, gpus = _totals_k(milp, start.counts)
     cap, floor = ratio * (1 + TIE_REL), cost * (1 - TIE_REL)
-    above = dict(
-        cost_weight=1.0,
-        throughput_weight=ratio,
-        start=start.counts,
-        abs_gap=PROOF_REL_GAP * cost,
-        min_cost_per_hour=floor,
-        heuristics=False,  # the start is most often the optimum: nothing to find
-    )
+    above = _proof(ratio, start.counts, cost)
+    above["min_cost_per_hour"] = floor
+    above["heuristics"] = False  # the start is most often the optimum: nothing to find
     below = _tie_search(cap, cost, floor, None, None)  # part of the proof: no limit of its own
     # nor this one: the proof is waited for anyway, and a limit cut it short beside the other two
     # (237 pools: stopped at 16.8 s, then the fallback least-GPU solve took 30.4 s)
