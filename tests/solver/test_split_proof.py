@@ -49,6 +49,20 @@ def in_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     highs_worker.shutdown()
 
 
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many solves each batch sent to the workers held."""
+    sizes: list[int] = []
+    solve_many = highs_worker.solve_many
+
+    def recorded(requests: list, command: object = None) -> list:
+        sizes.append(len(requests))
+        return solve_many(requests, command)
+
+    monkeypatch.setattr(highs_worker, "solve_many", recorded)
+    return sizes
+
+
 def _pool(name: str, available: int, tokens_per_s: float) -> dict:
     """A pool of $10 per GPU-hour: a tie 1e-9 cheaper is then 1e-8 USD/h cheaper, which HiGHS
     tells apart (feasibility tolerance 1e-9); at $1 it would take the start for a cheaper tie,
@@ -66,26 +80,43 @@ def _pool(name: str, available: int, tokens_per_s: float) -> dict:
     }
 
 
-def _model(*pools: dict) -> PlacementMilp:
-    """One-GPU replicas (4 layers of 10 GB fit one GPU) on the given pools, no demand."""
-    document = {
+def _document(pools: list[dict], **solver: float) -> dict:
+    """One-GPU replicas (4 layers of 10 GB fit one GPU) on the given pools."""
+    return {
         "model": {"name": "t", "num_layers": 4, "layer_memory_gb": 10},
-        "pools": list(pools),
-        "solver": {"tp_degrees": [1], "max_stages": 1},
+        "pools": pools,
+        "solver": {"tp_degrees": [1], "max_stages": 1, **solver},
     }
-    scenario = scenario_from_dict(document)
+
+
+def _three_pools(demand_tokens_per_s: float) -> dict:
+    """At the physical bound (a's $0.01 per token/s) a + b (2000 tokens/s, $22) wins, but
+    a + c (10,000 tokens/s, $109) has the better ratio."""
+    cheap, fair, big = _pool("a", 1, 1000), _pool("b", 3, 1000), _pool("c", 1, 9000)
+    fair["price_per_gpu_hour"], big["price_per_gpu_hour"] = 12.0, 99.0
+    return _document([cheap, fair, big], demand_tokens_per_s=demand_tokens_per_s)
+
+
+def _model(*pools: dict) -> PlacementMilp:
+    """The model over every configuration of the given pools, no demand."""
+    scenario = scenario_from_dict(_document(list(pools)))
     return PlacementMilp(scenario, fleet_configs(scenario))
 
 
-def _plan(model: PlacementMilp, **replicas_by_pool: int) -> MilpResult:
-    """A start plan: replicas per pool name (each configuration is one GPU of one pool)."""
+def _counts(model: PlacementMilp | LazyPlacementMilp, **replicas_by_pool: int) -> dict[int, int]:
+    """A plan over the model's columns: replicas per pool name (each column one GPU of a pool)."""
     counts = {}
     for index, config in enumerate(model.configs):
         ((pool, _),) = config.gpus_by_pool
         name = model.scenario.pools[pool].id.rsplit("/", 1)[1]
         if replicas_by_pool.get(name):
             counts[index] = replicas_by_pool[name]
-    return MilpResult("optimal", counts, 0.0, 0.0, 0.0)
+    return counts
+
+
+def _plan(model: PlacementMilp, **replicas_by_pool: int) -> MilpResult:
+    """A start plan: replicas per pool name."""
+    return MilpResult("optimal", _counts(model, **replicas_by_pool), 0.0, 0.0, 0.0)
 
 
 def _split(model: PlacementMilp, start: MilpResult) -> strategies._SplitProof:
@@ -121,11 +152,7 @@ def test_a_cheaper_tie_leaves_the_ratio_to_a_whole_proof() -> None:
 
 def test_the_strategy_answers_through_a_split_proof(split_every_proof: list) -> None:
     """Demand 3500 tokens/s: b and two of a (4000 tokens/s for $30) is the only best plan."""
-    document = {
-        "model": {"name": "t", "num_layers": 4, "layer_memory_gb": 10},
-        "pools": [_pool("a", 3, 1000), _pool("b", 1, 2000)],
-        "solver": {"tp_degrees": [1], "max_stages": 1, "demand_tokens_per_s": 3500},
-    }
+    document = _document([_pool("a", 3, 1000), _pool("b", 1, 2000)], demand_tokens_per_s=3500)
     plan = solve(scenario_from_dict(document), "exact").to_json()
     assert plan["status"] == "optimal"
     assert (plan["gpus"], plan["cost_per_hour"], plan["tokens_per_s"]) == (3, 30.0, 4000.0)
@@ -146,16 +173,8 @@ class _QuickStepsRepeatTheFirst(PlacementMilp):
 
 
 def test_dinkelbach_goes_on_from_a_better_plan_a_split_found(split_every_proof: list) -> None:
-    """Demand 2000: at the physical bound (a's $0.01 per token/s) a + b (2000 tokens/s, $22)
-    wins, but a + c (10,000 tokens/s, $109) has the better ratio: the split above $22 finds it."""
-    cheap, fair, big = _pool("a", 1, 1000), _pool("b", 3, 1000), _pool("c", 1, 9000)
-    fair["price_per_gpu_hour"], big["price_per_gpu_hour"] = 12.0, 99.0
-    document = {
-        "model": {"name": "t", "num_layers": 4, "layer_memory_gb": 10},
-        "pools": [cheap, fair, big],
-        "solver": {"tp_degrees": [1], "max_stages": 1, "demand_tokens_per_s": 2000},
-    }
-    scenario = scenario_from_dict(document)
+    """`_three_pools`, demand 2000: the split above a + b's $22 finds a + c."""
+    scenario = scenario_from_dict(_three_pools(demand_tokens_per_s=2000))
     model = _QuickStepsRepeatTheFirst(scenario, fleet_configs(scenario))
     plan = strategies.solve_model(model, "exact").to_json()
     assert plan["status"] == "optimal"
@@ -180,20 +199,9 @@ def test_split_proofs_match_the_exhaustive_reference(
 
 
 def test_split_proofs_in_workers_match_the_exhaustive_reference(
-    in_workers: None,
-    split_every_proof: list,
-    prove_every_step: None,
-    monkeypatch: pytest.MonkeyPatch,
+    in_workers: None, batches: list[int], split_every_proof: list, prove_every_step: None
 ) -> None:
     """The three searches at once, each in its own worker with its share of the threads."""
-    batches: list[int] = []
-    solve_many = highs_worker.solve_many
-
-    def recorded(requests: list, command: object = None) -> list:
-        batches.append(len(requests))
-        return solve_many(requests, command)
-
-    monkeypatch.setattr(highs_worker, "solve_many", recorded)
 
     @settings(PROPERTY_SETTINGS, max_examples=20, derandomize=True)
     @given(strategy_scenarios("exact"))
@@ -205,17 +213,7 @@ def test_split_proofs_in_workers_match_the_exhaustive_reference(
     assert batches.count(3) == sum(outcome is not None for outcome in split_every_proof)
 
 
-def test_the_three_searches_run_at_once_in_workers(
-    in_workers: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    batches: list[int] = []
-    solve_many = highs_worker.solve_many
-
-    def recorded(requests: list, command: object = None) -> list:
-        batches.append(len(requests))
-        return solve_many(requests, command)
-
-    monkeypatch.setattr(highs_worker, "solve_many", recorded)
+def test_the_three_searches_run_at_once_in_workers(in_workers: None, batches: list[int]) -> None:
     model = _model(_pool("a", 3, 1000), _pool("b", 1, 2000))
     assert _split(model, _plan(model, b=1)).proven
     assert batches == [3]
@@ -224,16 +222,9 @@ def test_the_three_searches_run_at_once_in_workers(
 def test_a_proof_below_an_earlier_one_reuses_its_columns() -> None:
     """Columns priced for a proof at a higher ratio hold every plan the next proof needs:
     `proof_model` then solves no LP and prices nothing, and the split still proves the optimum."""
-    cheap, fair, big = _pool("a", 1, 1000), _pool("b", 3, 1000), _pool("c", 1, 9000)
-    fair["price_per_gpu_hour"], big["price_per_gpu_hour"] = 12.0, 99.0
-    document = {
-        "model": {"name": "t", "num_layers": 4, "layer_memory_gb": 10},
-        "pools": [cheap, fair, big],
-        "solver": {"tp_degrees": [1], "max_stages": 1, "demand_tokens_per_s": 2000},
-    }
-    scenario = scenario_from_dict(document)
+    scenario = scenario_from_dict(_three_pools(demand_tokens_per_s=2000))
     model = LazyPlacementMilp(scenario, fleet_configs(scenario, homogeneous=True), None)
-    start = _plan_of(model, a=1, b=1)  # $22 for 2000 tokens/s
+    start = _counts(model, a=1, b=1)  # $22 for 2000 tokens/s
     first = model.solve(
         cost_weight=1.0, throughput_weight=strategies._ratio(model, start), start=start
     )
@@ -248,21 +239,9 @@ def test_a_proof_below_an_earlier_one_reuses_its_columns() -> None:
     model.proof_model(higher, start)
     assert model.lp_solves > lp_solves
     lp_solves = model.lp_solves
-    document["solver"]["demand_tokens_per_s"] = 3000  # priced under another demand row
-    model.scenario = scenario_from_dict(document)
+    model.scenario = scenario_from_dict(_three_pools(demand_tokens_per_s=3000))  # another row
     model.proof_model(strategies._ratio(model, better), better)
     assert model.lp_solves > lp_solves
-
-
-def _plan_of(model: LazyPlacementMilp, **replicas_by_pool: int) -> dict[int, int]:
-    """Counts over the lazy model's columns: replicas per pool name (one GPU each)."""
-    counts = {}
-    for index, config in enumerate(model.configs):
-        ((pool, gpus),) = config.gpus_by_pool
-        name = model.scenario.pools[pool].id.rsplit("/", 1)[1]
-        if gpus == 1 and replicas_by_pool.get(name):
-            counts[index] = replicas_by_pool[name]
-    return counts
 
 
 def test_a_split_the_deadline_stops_proves_nothing_and_keeps_the_limit(
@@ -275,9 +254,8 @@ def test_a_split_the_deadline_stops_proves_nothing_and_keeps_the_limit(
     start = _plan(model, b=1)
     began = time.monotonic()
     with deadline.deadline(1.0):
-        outcome = strategies._split_proof(model, start, strategies._ratio(model, start.counts))
+        outcome = _split(model, start)
     assert time.monotonic() - began <= 1.0 + highs_worker.grace_s(1.0) + 0.3
-    assert outcome is not None
     assert outcome.better is None and not outcome.proven and outcome.ties is None
 
 
